@@ -1,0 +1,272 @@
+"""Typed experiment configuration: TOML profiles -> frozen dataclasses.
+
+One config object is both what the CLI runs and what the manifest records.
+Every field declares its type and range; an unknown key, a wrong type or an
+out-of-range value is a ConfigError that names the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+
+class ConfigError(ValueError):
+    """A profile or override is malformed; the message names the key and the source."""
+
+
+def _f(default, *, lo=None, hi=None, choices=None, doc=""):
+    """A config field with validation metadata (lo/hi inclusive)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default),
+                     metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    id: str = _f("CartPole-v1", doc="gymnasium id, e.g. CartPole-v1 or ALE/Breakout-v5")
+    kind: str = _f("classic", choices=("classic", "atari"), doc="classic control or ALE")
+    frame_stack: int = _f(1, lo=1, hi=16, doc="frames per state (Atari: 4)")
+    actions: list[int] = _f([], doc="subset of the env's action ids to use; [] = all")
+    noop_max: int = _f(30, lo=0, hi=100, doc="Atari: up to this many no-ops at reset")
+    life_loss_terminal: bool = _f(True, doc="Atari: a lost life is terminal for learning (not for play)")
+    max_episode_steps: int = _f(0, lo=0, doc="0 = the env's own limit")
+    win_threshold: float = _f(500.0, doc="an episode scoring at least this is a win")
+
+
+@dataclass(frozen=True)
+class QNetConfig:
+    arch: str = _f("mlp", choices=("mlp", "nature-cnn"), doc="Q-net family")
+    hidden: list[int] = _f([64, 64], doc="mlp: hidden widths; the last is the embedding (cut) layer")
+    embed_dim: int = _f(512, lo=1, doc="nature-cnn: width of the cut Dense layer")
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    total_steps: int = _f(50_000, lo=1, doc="agent (env) steps")
+    learning_starts: int = _f(1_000, lo=0)
+    buffer_size: int = _f(50_000, lo=1)
+    batch_size: int = _f(64, lo=1)
+    train_freq: int = _f(1, lo=1, doc="agent steps per gradient step")
+    target_update: int = _f(500, lo=1, doc="agent steps between target-net syncs")
+    gamma: float = _f(0.99, lo=0.0, hi=1.0)
+    optimizer: str = _f("adam", choices=("adam", "rmsprop"))
+    lr: float = _f(1e-3, lo=0.0, hi=1.0)
+    opt_eps: float = _f(1e-7, lo=0.0, doc="optimizer epsilon (RMSprop: 0.01 in the seed)")
+    loss: str = _f("huber", choices=("huber", "mse"))
+    max_grad_norm: float = _f(10.0, lo=0.0, doc="0 = no clipping")
+    eps_start: float = _f(1.0, lo=0.0, hi=1.0)
+    eps_end: float = _f(0.05, lo=0.0, hi=1.0)
+    eps_decay_steps: int = _f(10_000, lo=1)
+    eval_every: int = _f(5_000, lo=1, doc="agent steps between greedy evaluations")
+    eval_episodes: int = _f(5, lo=1)
+    eval_epsilon: float = _f(0.0, lo=0.0, hi=1.0)
+    final_eval_episodes: int = _f(20, lo=1)
+    keep_best: bool = _f(True, doc="ship the weights of the best periodic evaluation")
+    stop_at_eval_return: float = _f(0.0, doc="stop early once a periodic eval reaches this (0 = never)")
+    checkpoint_every: int = _f(10_000, lo=1)
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    clip_embedding: float = _f(400.0, lo=0.0, doc="clip e(s) to +-this (0 = off); the seed used 400")
+    clip_delta: float = _f(150.0, lo=0.0, doc="clip e(s')-e(s) to +-this (0 = off); the seed used 150")
+    batch_size: int = _f(1024, lo=1)
+    cut_check_samples: int = _f(1000, lo=1)
+    cut_check_tol: float = _f(1e-4, lo=0.0)
+
+
+@dataclass(frozen=True)
+class GanConfig:
+    variant: str = _f("wgan-gp", choices=("cgan-seed", "wgan-gp"))
+    latent_dim: int = _f(100, lo=1)
+    steps: int = _f(5_000, lo=1)
+    batch_size: int = _f(100, lo=1)
+    lr: float = _f(1e-4, lo=0.0, hi=1.0)
+    beta1: float = _f(0.5, lo=0.0, hi=1.0)
+    beta2: float = _f(0.9, lo=0.0, hi=1.0)
+    g_hidden: list[int] = _f([128, 256, 512, 512])
+    d_hidden: list[int] = _f([256, 512, 512, 512, 128])
+    dropout: float = _f(0.4, lo=0.0, hi=1.0)
+    n_critic: int = _f(5, lo=1, doc="wgan-gp: critic steps per generator step")
+    gp_weight: float = _f(10.0, lo=0.0)
+    restart_low: float = _f(0.10, lo=0.0, hi=1.0, doc="cgan-seed: restart if D accuracy stays below")
+    restart_high: float = _f(0.90, lo=0.0, hi=1.0, doc="cgan-seed: restart if D accuracy stays above")
+    restart_window: int = _f(2_000, lo=1, doc="steps a failure condition must last")
+    max_restarts: int = _f(3, lo=0)
+    holdout_fraction: float = _f(0.2, lo=0.0, hi=0.9)
+    log_every: int = _f(100, lo=1)
+    checkpoint_every: int = _f(1_000, lo=1)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    n_real: list[int] = _f([500, 0], doc="real transitions per trial; 0 = all real data")
+    n_fake: list[int] = _f([0, 5_000])
+    modes: list[str] = _f(["none", "simple", "constrained"])
+    repetitions: int = _f(3, lo=1)
+    refit_steps: int = _f(3_000, lo=1)
+    refit_batch: int = _f(128, lo=1)
+    refit_lr: float = _f(1e-3, lo=0.0, hi=1.0)
+    refit_target_update: int = _f(200, lo=1)
+    refit_gamma: float = _f(0.0, lo=0.0, hi=1.0, doc="0 = stage 1's gamma")
+    constrained_gan_steps: int = _f(1_000, lo=1)
+    episodes: int = _f(10, lo=1, doc="evaluation episodes per trial")
+    n_envs: int = _f(10, lo=1, doc="vectorised envs for play")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = _f(1, lo=0)
+    description: str = _f("")
+    source: str = _f("", doc="where the numbers come from")
+    env: EnvConfig = field(default_factory=EnvConfig)
+    qnet: QNetConfig = field(default_factory=QNetConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *names: str) -> str:
+        """Hash of the named sections (plus the seed): what a stage's outputs depend on."""
+        d = self.to_dict()
+        sub = {"seed": d["seed"], **{n: d[n] for n in names}}
+        return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _check_value(key: str, value, ftype, meta, source: str):
+    origin = typing.get_origin(ftype)
+    where = f"{source}: key '{key}'"
+    if origin is list:
+        (item_t,) = typing.get_args(ftype)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list of {item_t.__name__}, got {value!r}")
+        return [_check_value(f"{key}[{i}]", v, item_t, meta, source) for i, v in enumerate(value)]
+    if ftype is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif ftype is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif ftype is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+    elif ftype is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{where} must be one of {list(meta['choices'])}, got {value!r}")
+    if meta.get("lo") is not None and value < meta["lo"]:
+        raise ConfigError(f"{where} must be >= {meta['lo']}, got {value!r}")
+    if meta.get("hi") is not None and value > meta["hi"]:
+        raise ConfigError(f"{where} must be <= {meta['hi']}, got {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str, source: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in fields:
+            raise ConfigError(f"{source}: unknown key '{full}' (known: {', '.join(sorted(fields))})")
+        ftype = hints[key]
+        if dataclasses.is_dataclass(ftype):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: key '{full}' must be a table [{full}]")
+            kwargs[key] = _build(ftype, value, f"{full}.", source)
+        else:
+            kwargs[key] = _check_value(full, value, ftype, fields[key].metadata, source)
+    return cls(**kwargs)
+
+
+def _cross_check(cfg: Config, source: str) -> None:
+    for m in cfg.eval.modes:
+        if m not in ("none", "simple", "constrained"):
+            raise ConfigError(f"{source}: key 'eval.modes' has unknown mode {m!r} "
+                              "(choose from none, simple, constrained)")
+    if any(n < 0 for n in cfg.eval.n_real + cfg.eval.n_fake):
+        raise ConfigError(f"{source}: keys 'eval.n_real'/'eval.n_fake' must be >= 0")
+    if cfg.env.kind == "atari" and cfg.qnet.arch != "nature-cnn":
+        raise ConfigError(f"{source}: key 'qnet.arch' must be 'nature-cnn' for env.kind = 'atari'")
+    if cfg.env.kind == "classic" and cfg.qnet.arch != "mlp":
+        raise ConfigError(f"{source}: key 'qnet.arch' must be 'mlp' for env.kind = 'classic'")
+    if cfg.qnet.arch == "mlp" and not cfg.qnet.hidden:
+        raise ConfigError(f"{source}: key 'qnet.hidden' needs at least one layer (the cut)")
+    if cfg.dqn.eps_end > cfg.dqn.eps_start:
+        raise ConfigError(f"{source}: key 'dqn.eps_end' must be <= dqn.eps_start")
+
+
+def _set_dotted(d: dict, dotted: str, value) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override: key '{dotted}' is not inside a table")
+    d[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'dqn.total_steps=1000' -> ('dqn.total_steps', 1000); the value is TOML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. dqn.total_steps=1000")
+    key, raw = (s.strip() for s in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words are strings: env.id=ALE/Pong-v5
+    return key, value
+
+
+def resolve_profile(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.exists():
+            raise ConfigError(f"profile file {p} does not exist")
+        return p
+    cand = PROFILES_DIR / f"{name_or_path}.toml"
+    if not cand.exists():
+        known = sorted(q.stem for q in PROFILES_DIR.glob("*.toml"))
+        raise ConfigError(f"unknown profile {name_or_path!r} (known: {', '.join(known)})")
+    return cand
+
+
+def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a profile by name (profiles/<name>.toml) or path, then apply key=value overrides."""
+    path = resolve_profile(profile)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    cfg = _build(Config, data, "", str(path))
+    _cross_check(cfg, str(path))
+    if overrides:
+        merged = cfg.to_dict()
+        for ov in overrides:
+            key, value = parse_override(ov)
+            _set_dotted(merged, key, value)
+        source = f"{path} + overrides {list(overrides)}"
+        cfg = _build(Config, merged, "", source)
+        _cross_check(cfg, source)
+    return cfg
+
+
+def config_from_dict(data: dict, source: str = "manifest") -> Config:
+    cfg = _build(Config, data, "", source)
+    _cross_check(cfg, source)
+    return cfg

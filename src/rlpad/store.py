@@ -1,0 +1,344 @@
+"""The artifact store: every byte a stage reads or writes goes through here.
+
+Layout: <store>/<run>/<stage>/<files...> + manifest.json, written last.
+A stage is done iff its manifest exists and every file matches its sha256.
+Checkpoints live in <store>/<run>/<stage>/_ckpt/<step>/ with COMPLETE.json last,
+so a killed stage resumes from the newest complete checkpoint.
+Works on any fsspec URL: a local folder by default, gs://bucket/prefix for GCS.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import fsspec
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "rlpad-manifest"
+MANIFEST_VERSION = 1
+STAGES = {  # stage folder -> the script that makes it
+    "1-fit": "1-initial-fit.sh",
+    "2-transform": "2-transform.sh",
+    "3-fit-gan": "3-fit-gan.sh",
+    "4-eval": "4-scaled-simple-eval.sh",
+}
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_CHUNK = 1 << 22
+
+
+class StoreError(RuntimeError):
+    """A store problem a user can act on (missing stage, bad checksum, bad run id)."""
+
+
+class ChecksumError(StoreError):
+    pass
+
+
+class MissingStageError(StoreError):
+    pass
+
+
+def validate_run_id(run: str) -> str:
+    if not isinstance(run, str) or ".." in run or "/" in run or not _RUN_ID.match(run):
+        raise StoreError(
+            f"run id {run!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, no '..' and no '/' (setting RLPAD_RUN)")
+    return run
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("rlpad", "tensorflow-cpu", "tensorflow", "keras", "numpy", "gymnasium", "ale-py",
+                "h5py", "pyspark", "fsspec", "gcsfs", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_revision() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _storage_options(uri: str) -> dict:
+    if uri.startswith(("gs://", "gcs://")):
+        # An emulator (STORAGE_EMULATOR_HOST) takes anonymous access; a real bucket uses
+        # Application Default Credentials, asked for explicitly so gcsfs never silently
+        # falls back to anonymous. Nothing here logs or stores a credential.
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            return {"token": "anon", "retries": 2}
+        return {"token": "google_default"}
+    return {}
+
+
+class Store:
+    """A root URL (local path or gs://bucket/prefix) holding runs."""
+
+    def __init__(self, uri: str, storage_options: dict | None = None):
+        if not uri:
+            raise StoreError("store URI is empty (setting RLPAD_STORE)")
+        if uri.startswith(("gs://", "gcs://")):
+            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+        opts = _storage_options(uri) if storage_options is None else storage_options
+        try:
+            self.fs, root = fsspec.core.url_to_fs(uri, **opts)
+        except (ImportError, ValueError) as e:
+            raise StoreError(f"store {uri!r} cannot be opened: {e} (setting RLPAD_STORE)") from e
+        self.uri = uri
+        self.root = root.rstrip("/")
+        self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                                   else (self.fs.protocol,))
+        if self.is_local:
+            self.root = str(Path(self.root).resolve())
+            os.makedirs(self.root, exist_ok=True)
+
+    def path(self, run: str, stage: str, name: str = "") -> str:
+        validate_run_id(run)
+        parts = [self.root, run, stage] + ([name] if name else [])
+        return "/".join(parts)
+
+    def url(self, run: str, stage: str, name: str = "") -> str:
+        p = self.path(run, stage, name)
+        return p if self.is_local else f"{self.uri.split('://')[0]}://{p}"
+
+    # ---- low-level ops -------------------------------------------------------------------
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as f:
+            return f.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Atomic on both backends: local writes go to a temp name then rename; a GCS
+        object becomes visible only when its upload completes."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        else:
+            with self.fs.open(path, "wb") as f:
+                f.write(data)
+
+    def put_file(self, local: str, path: str) -> None:
+        if self.is_local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            os.close(fd)
+            shutil.copyfile(local, tmp)
+            os.replace(tmp, path)
+        else:
+            self.fs.put_file(local, path)
+
+    def get_file(self, path: str, local: str) -> None:
+        if self.is_local:
+            shutil.copyfile(path, local)
+        else:
+            self.fs.get_file(path, local)
+
+    def rm(self, path: str, recursive: bool = False) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=recursive)
+
+    # ---- stages ---------------------------------------------------------------------------
+    def manifest(self, run: str, stage: str) -> dict | None:
+        """The stage's manifest, or None when the stage is not complete."""
+        p = self.path(run, stage, MANIFEST)
+        if not self.exists(p):
+            return None
+        raw = self.read_bytes(p)
+        try:
+            m = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise ChecksumError(f"{self.url(run, stage, MANIFEST)} is corrupt ({e}); "
+                                f"rerun {STAGES.get(stage, stage)} with --force") from None
+        if m.get("format") != MANIFEST_FORMAT or m.get("version") != MANIFEST_VERSION:
+            raise StoreError(f"{self.url(run, stage, MANIFEST)} is not an rlpad manifest "
+                             f"of version {MANIFEST_VERSION}")
+        m["_sha256"] = hashlib.sha256(raw).hexdigest()
+        return m
+
+    def require(self, run: str, stage: str) -> "StageReader":
+        m = self.manifest(run, stage)
+        if m is None:
+            script = STAGES.get(stage, stage)
+            raise MissingStageError(
+                f"stage {stage} has no complete output at {self.url(run, stage)}: "
+                f"run `bash {script}` first (same RLPAD_STORE and RLPAD_RUN)")
+        return StageReader(self, run, stage, m)
+
+    def writer(self, run: str, stage: str) -> "StageWriter":
+        return StageWriter(self, run, stage)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, run: str, stage: str, local_dir: str, step: int, info: dict) -> None:
+        """Upload every file of local_dir as checkpoint <step>, COMPLETE.json last,
+        then drop older checkpoints."""
+        base = self.path(run, stage, f"_ckpt/{step:012d}")
+        files = {}
+        for name in sorted(os.listdir(local_dir)):
+            src = os.path.join(local_dir, name)
+            files[name] = sha256_file(src)
+            self.put_file(src, f"{base}/{name}")
+        marker = {"step": step, "files": files, "info": info, "time": time.time()}
+        self.write_bytes(f"{base}/COMPLETE.json", json.dumps(marker, indent=1).encode())
+        for old in self._checkpoint_steps(run, stage):
+            if old != step:
+                self.rm(self.path(run, stage, f"_ckpt/{old:012d}"), recursive=True)
+
+    def _checkpoint_steps(self, run: str, stage: str) -> list[int]:
+        d = self.path(run, stage, "_ckpt")
+        if not self.exists(d):
+            return []
+        steps = []
+        for p in self.fs.ls(d, detail=False):
+            name = p.rstrip("/").rsplit("/", 1)[-1]
+            if name.isdigit():
+                steps.append(int(name))
+        return sorted(steps)
+
+    def load_checkpoint(self, run: str, stage: str, local_dir: str) -> dict | None:
+        """Download the newest complete checkpoint into local_dir; its marker, or None."""
+        for step in reversed(self._checkpoint_steps(run, stage)):
+            base = self.path(run, stage, f"_ckpt/{step:012d}")
+            if not self.exists(f"{base}/COMPLETE.json"):
+                continue  # killed mid-write: not a checkpoint
+            marker = json.loads(self.read_bytes(f"{base}/COMPLETE.json"))
+            os.makedirs(local_dir, exist_ok=True)
+            for name, digest in marker["files"].items():
+                dst = os.path.join(local_dir, name)
+                self.get_file(f"{base}/{name}", dst)
+                if sha256_file(dst) != digest:
+                    raise ChecksumError(f"checkpoint file {base}/{name} fails its checksum; "
+                                        "rerun with --force to start over")
+            return marker
+        return None
+
+    def clear_checkpoints(self, run: str, stage: str) -> None:
+        self.rm(self.path(run, stage, "_ckpt"), recursive=True)
+
+
+@dataclass
+class StageReader:
+    """Read access to a complete stage; every file is checked against the manifest."""
+
+    store: Store
+    run: str
+    stage: str
+    manifest: dict
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self.manifest["_sha256"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.manifest.get("metrics", {})
+
+    def local_path(self, name: str, cache_dir: str | None = None) -> str:
+        """A verified local copy (or the file itself, for a local store)."""
+        files = self.manifest["files"]
+        if name not in files:
+            raise StoreError(f"{self.store.url(self.run, self.stage)} has no file {name!r} in its "
+                             f"manifest; rerun `bash {STAGES.get(self.stage, self.stage)}` --force")
+        src = self.store.path(self.run, self.stage, name)
+        want = files[name]["sha256"]
+        if self.store.is_local:
+            path = src
+            if not os.path.exists(path):
+                raise StoreError(f"{path} is listed in the manifest but missing; rerun "
+                                 f"`bash {STAGES.get(self.stage, self.stage)}` with --force")
+        else:
+            cache = Path(cache_dir or tempfile.gettempdir()) / "rlpad-cache" / want
+            cache.mkdir(parents=True, exist_ok=True)
+            path = str(cache / name)
+            if not (os.path.exists(path) and sha256_file(path) == want):
+                self.store.get_file(src, path + ".part")
+                os.replace(path + ".part", path)
+        got = sha256_file(path)
+        if got != want:
+            raise ChecksumError(
+                f"{self.store.url(self.run, self.stage, name)} fails its checksum "
+                f"(sha256 {got[:12]}... != manifest {want[:12]}...): the file is corrupt or was "
+                f"changed; rerun `bash {STAGES.get(self.stage, self.stage)}` with --force")
+        return path
+
+    def read_json(self, name: str) -> dict:
+        with open(self.local_path(name)) as f:
+            return json.load(f)
+
+
+class StageWriter:
+    """Collects a stage's files and publishes them; manifest.json goes last."""
+
+    def __init__(self, store: Store, run: str, stage: str):
+        self.store, self.run, self.stage = store, validate_run_id(run), stage
+        self.files: dict[str, dict] = {}
+        self.t0 = time.time()
+
+    def begin(self) -> None:
+        """Invalidate any previous output first, so a crash can never leave an old
+        manifest describing new files."""
+        self.store.rm(self.store.path(self.run, self.stage, MANIFEST))
+
+    def put_file(self, local: str, name: str | None = None) -> None:
+        name = name or os.path.basename(local)
+        self.files[name] = {"sha256": sha256_file(local), "bytes": os.path.getsize(local)}
+        self.store.put_file(local, self.store.path(self.run, self.stage, name))
+
+    def put_bytes(self, name: str, data: bytes) -> None:
+        self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        self.store.write_bytes(self.store.path(self.run, self.stage, name), data)
+
+    def put_json(self, name: str, obj) -> None:
+        self.put_bytes(name, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+    def commit(self, *, config: dict, config_hash: str, metrics: dict,
+               upstream: dict[str, str] | None = None) -> dict:
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "stage": self.stage,
+            "run": self.run,
+            "files": self.files,
+            "config": config,
+            "config_hash": config_hash,
+            "upstream": upstream or {},
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+            "wall_time_s": round(time.time() - self.t0, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "metrics": metrics,
+        }
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        self.store.write_bytes(self.store.path(self.run, self.stage, MANIFEST), data)
+        manifest["_sha256"] = hashlib.sha256(data).hexdigest()
+        return manifest
