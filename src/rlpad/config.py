@@ -54,7 +54,8 @@ class DQNConfig:
     learning_starts: int = _f(1_000, lo=0)
     buffer_size: int = _f(50_000, lo=1)
     batch_size: int = _f(64, lo=1)
-    train_freq: int = _f(1, lo=1, doc="agent steps per gradient step")
+    train_freq: int = _f(1, lo=1, doc="agent steps between training rounds")
+    gradient_steps: int = _f(1, lo=1, doc="gradient steps per training round")
     target_update: int = _f(500, lo=1, doc="agent steps between target-net syncs")
     gamma: float = _f(0.99, lo=0.0, hi=1.0)
     optimizer: str = _f("adam", choices=("adam", "rmsprop"))
@@ -62,6 +63,8 @@ class DQNConfig:
     opt_eps: float = _f(1e-7, lo=0.0, doc="optimizer epsilon (RMSprop: 0.01 in the seed)")
     loss: str = _f("huber", choices=("huber", "mse"))
     max_grad_norm: float = _f(10.0, lo=0.0, doc="0 = no clipping")
+    clip_reward: bool = _f(False, doc="clip rewards to [-1, 1] for learning (Atari)")
+    double_dqn: bool = _f(False, doc="Double DQN targets (the seed used plain DQN)")
     eps_start: float = _f(1.0, lo=0.0, hi=1.0)
     eps_end: float = _f(0.05, lo=0.0, hi=1.0)
     eps_decay_steps: int = _f(10_000, lo=1)
@@ -104,6 +107,9 @@ class GanConfig:
     holdout_fraction: float = _f(0.2, lo=0.0, hi=0.9)
     log_every: int = _f(100, lo=1)
     checkpoint_every: int = _f(1_000, lo=1)
+    critic_layer_norm: bool = _f(False, doc="wgan-gp: LayerNorm after each critic hidden layer")
+    clip_to_range: bool = _f(True, doc="wgan-gp: clip generated features to the data's per-dim range")
+    jit_compile: bool = _f(False, doc="XLA-compile the train step")
 
 
 @dataclass(frozen=True)

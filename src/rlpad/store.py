@@ -8,6 +8,7 @@ Works on any fsspec URL: a local folder by default, gs://bucket/prefix for GCS.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -17,11 +18,16 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import fsspec
+import fsspec.asyn
+from fsspec.exceptions import FSTimeoutError
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "rlpad-manifest"
@@ -34,6 +40,8 @@ STAGES = {  # stage folder -> the script that makes it
 }
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CHUNK = 1 << 22
+PROBE_TIMEOUT_S = 8.0  # Store.check(): a dead endpoint or missing bucket fails within this
+_GCS = ("gs://", "gcs://")
 
 
 class StoreError(RuntimeError):
@@ -84,30 +92,92 @@ def git_revision() -> str:
         return "unknown"
 
 
+def _emulator_url() -> str | None:
+    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if host in ("", "default"):
+        return None
+    return host if host.startswith(("http://", "https://")) else f"http://{host}"
+
+
 def _storage_options(uri: str) -> dict:
-    if uri.startswith(("gs://", "gcs://")):
+    if uri.startswith(_GCS):
+        import aiohttp  # a gcsfs dependency; only needed for gs:// stores
+
+        opts: dict = {
+            # A store is shared by several processes (Spark workers, a resumed stage): a cached
+            # listing could hide a manifest another process just wrote, so always ask.
+            "use_listings_cache": False,
+            # aiohttp's default caps a whole request at 5 min (too short for a big replay
+            # file) and waits 30 s for a connect; bound the connect and the silences instead.
+            "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=10,
+                                                      sock_read=300),
+        }
         # An emulator (STORAGE_EMULATOR_HOST) takes anonymous access; a real bucket uses
         # Application Default Credentials, asked for explicitly so gcsfs never silently
         # falls back to anonymous. Nothing here logs or stores a credential.
-        if os.environ.get("STORAGE_EMULATOR_HOST"):
-            return {"token": "anon", "retries": 2}
-        return {"token": "google_default"}
+        emulator = _emulator_url()
+        if emulator:
+            # Explicit endpoint: filesystems for different emulators are cached apart.
+            return {**opts, "token": "anon", "endpoint_url": emulator}
+        return {**opts, "token": "google_default"}
     return {}
+
+
+def _gcs_class() -> type:
+    """The plain gcsfs filesystem unless the experimental one is asked for explicitly.
+    gcsfs picks its default class at import time from GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT (the
+    experimental one stalls 20-60 s per call on an emulator), so when gcsfs was imported
+    before Store set that variable, choosing the class here still gets it right."""
+    import gcsfs
+    import gcsfs.core
+
+    if os.environ.get("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false").lower() in ("true", "1"):
+        return gcsfs.GCSFileSystem
+    return gcsfs.core.GCSFileSystem
+
+
+def _is_remote_error(e: BaseException) -> bool:
+    """Transport, auth and server errors from gcsfs/aiohttp/google-auth (not a plain 404)."""
+    if isinstance(e, FileNotFoundError):
+        return False
+    if isinstance(e, (OSError, asyncio.TimeoutError, TimeoutError)):
+        return True
+    mod = type(e).__module__ or ""
+    return mod.startswith(("aiohttp", "gcsfs", "google.auth", "google.api_core", "requests",
+                           "fsspec"))
+
+
+def _auth_hint(e: BaseException) -> str:
+    if (type(e).__module__ or "").startswith("google.auth"):
+        return ("; no usable Google credentials: run `gcloud auth application-default login` "
+                "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
+    return ""
 
 
 class Store:
     """A root URL (local path or gs://bucket/prefix) holding runs."""
 
-    def __init__(self, uri: str, storage_options: dict | None = None):
+    def __init__(self, uri: str, storage_options: dict | None = None, *, probe: bool = True):
+        """probe: for a gs:// store, run check() now so a missing bucket or a dead endpoint
+        fails here, within PROBE_TIMEOUT_S, with a message naming the setting to fix."""
         if not uri:
             raise StoreError("store URI is empty (setting RLPAD_STORE)")
-        if uri.startswith(("gs://", "gcs://")):
-            os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
         opts = _storage_options(uri) if storage_options is None else storage_options
         try:
-            self.fs, root = fsspec.core.url_to_fs(uri, **opts)
+            if uri.startswith(_GCS):
+                os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+                cls = _gcs_class()
+                self.fs, root = cls(**opts), cls._strip_protocol(uri)
+            else:
+                self.fs, root = fsspec.core.url_to_fs(uri, **opts)
         except (ImportError, ValueError) as e:
             raise StoreError(f"store {uri!r} cannot be opened: {e} (setting RLPAD_STORE)") from e
+        except Exception as e:
+            if not _is_remote_error(e):
+                raise
+            # e.g. google_default finds no Application Default Credentials
+            raise StoreError(f"store {uri!r} cannot be opened: {type(e).__name__}: {e}"
+                             f"{_auth_hint(e)} (setting RLPAD_STORE)") from None
         self.uri = uri
         self.root = root.rstrip("/")
         self.is_local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
@@ -115,6 +185,99 @@ class Store:
         if self.is_local:
             self.root = str(Path(self.root).resolve())
             os.makedirs(self.root, exist_ok=True)
+        elif probe and uri.startswith(_GCS):
+            self.check()
+
+    # ---- health -----------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str | None:
+        """The HTTP endpoint of a gs:// store (an emulator's or Google's); None otherwise."""
+        return getattr(self.fs, "_location", None) if not self.is_local else None
+
+    def _where(self) -> str:
+        emulator = _emulator_url()
+        via = f" via STORAGE_EMULATOR_HOST={emulator}" if emulator else ""
+        return f"(setting RLPAD_STORE={self.uri}{via})"
+
+    def check(self, timeout: float = PROBE_TIMEOUT_S) -> None:
+        """Bounded-time probe: is the endpoint reachable and does the bucket exist and let us
+        list it? Raises StoreError with a message a user can act on; never hangs past
+        about `timeout` seconds (gcsfs alone retries a refused connection for ~35 s)."""
+        if self.is_local or self.endpoint is None:
+            return
+        bucket, _, prefix = self.root.partition("/")
+        endpoint = self.endpoint
+        parts = urlsplit(endpoint)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        deadline = time.monotonic() + timeout
+
+        async def probe() -> None:
+            # A plain TCP connect first: a refused or silent endpoint is told apart from a
+            # missing bucket at once, without gcsfs's retry back-off.
+            try:
+                _, w = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                              min(timeout, 5.0))
+            except asyncio.TimeoutError:
+                raise StoreError(f"storage endpoint {endpoint} did not accept a connection "
+                                 f"within {min(timeout, 5.0):.0f} s {self._where()}") from None
+            except OSError as e:
+                raise StoreError(f"storage endpoint {endpoint} is unreachable ({e.strerror or e})"
+                                 f" {self._where()}") from None
+            w.close()
+            # Listing (storage.objects.list) rather than a bucket GET: object-level roles
+            # may not grant storage.buckets.get, and the store needs listing anyway.
+            left = max(deadline - time.monotonic(), 0.5)
+            try:
+                await asyncio.wait_for(
+                    self.fs._call("GET", "b/{}/o", bucket, json_out=True,
+                                  prefix=f"{prefix}/" if prefix else None, maxResults=1),
+                    left)
+            except asyncio.TimeoutError:
+                raise StoreError(f"storage endpoint {endpoint} gave no answer about bucket "
+                                 f"{bucket!r} within {timeout:.0f} s {self._where()}") from None
+
+        try:
+            fsspec.asyn.sync(self.fs.loop, probe, timeout=timeout + 2.0)
+        except StoreError:
+            raise
+        except FileNotFoundError:
+            raise StoreError(f"bucket {bucket!r} does not exist at {endpoint} {self._where()}: "
+                             f"create it (`gcloud storage buckets create gs://{bucket}`) or "
+                             "point RLPAD_STORE at an existing bucket") from None
+        except FSTimeoutError:
+            raise StoreError(f"storage endpoint {endpoint} gave no answer about bucket "
+                             f"{bucket!r} within {timeout:.0f} s {self._where()}") from None
+        except Exception as e:
+            if not _is_remote_error(e):
+                raise
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if msg.startswith("Forbidden"):
+                msg = ("access denied: the credentials lack storage.objects.list/get/create on "
+                       "this bucket")
+            raise StoreError(f"bucket {bucket!r} at {endpoint} cannot be used: {msg}"
+                             f"{_auth_hint(e)} {self._where()}") from None
+
+    @contextmanager
+    def _remote(self, what: str, path: str) -> Iterator[None]:
+        """Turn a transport/auth/server error from a remote store into a StoreError that
+        names the object and the setting; a plain missing file stays FileNotFoundError."""
+        if self.is_local:
+            yield
+            return
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as e:
+            if not _is_remote_error(e):
+                raise
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise StoreError(f"store {what} of {self._url_of(path)} failed: "
+                             f"{type(e).__name__}: {msg}{_auth_hint(e)} {self._where()}") from e
+
+    def _url_of(self, path: str) -> str:
+        return path if self.is_local else f"{self.uri.split('://')[0]}://{path}"
 
     def path(self, run: str, stage: str, name: str = "") -> str:
         validate_run_id(run)
@@ -122,15 +285,15 @@ class Store:
         return "/".join(parts)
 
     def url(self, run: str, stage: str, name: str = "") -> str:
-        p = self.path(run, stage, name)
-        return p if self.is_local else f"{self.uri.split('://')[0]}://{p}"
+        return self._url_of(self.path(run, stage, name))
 
     # ---- low-level ops -------------------------------------------------------------------
     def exists(self, path: str) -> bool:
-        return self.fs.exists(path)
+        with self._remote("lookup", path):
+            return self.fs.exists(path)
 
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open(path, "rb") as f:
+        with self._remote("read", path), self.fs.open(path, "rb") as f:
             return f.read()
 
     def write_bytes(self, path: str, data: bytes) -> None:
@@ -139,34 +302,39 @@ class Store:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         else:
-            with self.fs.open(path, "wb") as f:
+            with self._remote("write", path), self.fs.open(path, "wb") as f:
                 f.write(data)
 
     def put_file(self, local: str, path: str) -> None:
         if self.is_local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; artifacts are meant to be shared
             os.close(fd)
             shutil.copyfile(local, tmp)
             os.replace(tmp, path)
         else:
-            self.fs.put_file(local, path)
+            with self._remote("upload", path):
+                self.fs.put_file(local, path)
 
     def get_file(self, path: str, local: str) -> None:
         if self.is_local:
             shutil.copyfile(path, local)
         else:
-            self.fs.get_file(path, local)
+            with self._remote("download", path):
+                self.fs.get_file(path, local)
 
     def rm(self, path: str, recursive: bool = False) -> None:
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=recursive)
+        if self.exists(path):
+            with self._remote("delete", path):
+                self.fs.rm(path, recursive=recursive)
 
     # ---- stages ---------------------------------------------------------------------------
     def manifest(self, run: str, stage: str) -> dict | None:
@@ -219,7 +387,9 @@ class Store:
         if not self.exists(d):
             return []
         steps = []
-        for p in self.fs.ls(d, detail=False):
+        with self._remote("listing", d):
+            names = self.fs.ls(d, detail=False)
+        for p in names:
             name = p.rstrip("/").rsplit("/", 1)[-1]
             if name.isdigit():
                 steps.append(int(name))

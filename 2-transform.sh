@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# stage 2: cut the Q-net and embed every replay transition
+set -euo pipefail
+cd "$(dirname "$0")"
+source config.sh
+source scripts/stage.sh
+rlpad_stage transform "$@"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# stage 3: fit a conditional GAN on the embeddings and report its quality
+set -euo pipefail
+cd "$(dirname "$0")"
+source config.sh
+source scripts/stage.sh
+rlpad_stage fit-gan "$@"

@@ -1,0 +1,72 @@
+"""`rlpad <stage>`: the one entry point the numbered scripts (and the image) call.
+
+The command line is the whole configuration: profile + `--set key=value` overrides
+make a typed Config, which the stage's manifest records verbatim.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .config import ConfigError, load_config
+from .store import Store, StoreError
+
+STAGE_COMMANDS = {  # command -> (module, help)
+    "fit": ("fit", "stage 1: fit a DQN; keep its Q-net and replay memory"),
+    "transform": ("transform", "stage 2: cut the Q-net and embed every replay transition"),
+    "fit-gan": ("fitgan", "stage 3: fit a conditional GAN on the embeddings"),
+    "eval": ("evaluate", "stage 4: the padded-refit trial grid on Spark, with win statistics"),
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", default="./artifacts",
+                   help="artifact store URI: a folder or gs://bucket/prefix (default ./artifacts)")
+    p.add_argument("--run", default="default", help="run id: artifacts go to <store>/<run>/")
+    p.add_argument("--profile", default="quick", help="profile name (profiles/<name>.toml) or path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value, e.g. --set dqn.total_steps=2000 (repeatable)")
+    p.add_argument("--force", action="store_true", help="redo the stage even if it is complete")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rlpad", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    for name, (_, help_) in STAGE_COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        _common(p)
+        if name == "eval":
+            p.add_argument("--master", default="local[*]",
+                           help="Spark master: local[*], local[N,F], spark://host:port, k8s://...")
+            p.add_argument("--executors", type=int, default=2, help="executors (cluster masters)")
+    p = sub.add_parser("config", help="print the resolved config of a profile as JSON")
+    _common(p)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        cfg = load_config(args.profile, args.overrides)
+        if args.command == "config":
+            print(json.dumps(cfg.to_dict(), indent=1))
+            return 0
+        store = Store(args.store)
+        import importlib
+
+        stage = importlib.import_module(f"rlpad.stages.{STAGE_COMMANDS[args.command][0]}")
+        kwargs = {}
+        if args.command == "eval":
+            kwargs = {"master": args.master, "executors": args.executors}
+        stage.run(cfg, store, args.run, force=args.force, **kwargs)
+        return 0
+    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
+        print(f"rlpad {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Stage 1's algorithm: DQN (Mnih et al. 2015) with a target net and Huber loss.
+
+`DQNAgent` owns learning (networks, optimizer, the tf.function steps); `train_dqn` is
+the runner that owns the loop (acting, replay, evaluation, checkpoints). Neither
+touches the store: checkpoints go through the `Checkpointer` the stage passes in.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import h5py
+import numpy as np
+import tensorflow as tf
+import keras
+
+from .config import Config, DQNConfig
+from .envs import EnvSpec, FrameStack, make_env
+from .play import play
+from .progress import Progress
+from .qnet import QNet, build_qnet
+from .replay import ReplayMemory
+
+
+def make_optimizer(name: str, lr: float, eps: float) -> keras.optimizers.Optimizer:
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr, epsilon=eps)
+    return keras.optimizers.Adam(learning_rate=lr, epsilon=eps)
+
+
+def save_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
+    with h5py.File(path, "w") as f:
+        for i, v in enumerate(opt.variables):
+            f.create_dataset(f"v{i:04d}", data=np.asarray(v))
+
+
+def load_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
+    with h5py.File(path, "r") as f:
+        if len(f) != len(opt.variables):
+            raise ValueError(f"{path}: optimizer state has {len(f)} variables, expected "
+                             f"{len(opt.variables)} (config changed? rerun with --force)")
+        for i, v in enumerate(opt.variables):
+            v.assign(f[f"v{i:04d}"][...])
+
+
+class DQNAgent:
+    def __init__(self, cfg: Config, spec: EnvSpec):
+        self.cfg, self.spec = cfg.dqn, spec
+        self.online: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
+        self.target: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
+        self.sync_target()
+        self.opt = make_optimizer(self.cfg.optimizer, self.cfg.lr, self.cfg.opt_eps)
+        self.opt.build(self.online.model.trainable_variables)
+        self.q_values = tf.function(lambda s: self.online.model(s, training=False),
+                                    reduce_retracing=True)
+        self._train = tf.function(self._train_step, reduce_retracing=True)
+
+    def _train_step(self, s, a, r, s2, done):
+        c = self.cfg
+        q_next = self.target.model(s2, training=False)
+        if c.double_dqn:
+            a2 = tf.argmax(self.online.model(s2, training=False), axis=1)
+            v_next = tf.gather(q_next, a2, axis=1, batch_dims=1)
+        else:
+            v_next = tf.reduce_max(q_next, axis=1)
+        y = tf.stop_gradient(r + c.gamma * (1.0 - done) * v_next)
+        with tf.GradientTape() as tape:
+            q = tf.gather(self.online.model(s, training=True), a, axis=1, batch_dims=1)
+            err = y - q
+            if c.loss == "huber":
+                loss = tf.reduce_mean(tf.where(tf.abs(err) <= 1.0, 0.5 * err ** 2,
+                                               tf.abs(err) - 0.5))
+            else:
+                loss = tf.reduce_mean(err ** 2)
+        variables = self.online.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        if c.max_grad_norm > 0:
+            grads, _ = tf.clip_by_global_norm(grads, c.max_grad_norm)
+        self.opt.apply_gradients(zip(grads, variables))
+        return loss
+
+    def train(self, batch) -> float:
+        s, a, r, s2, done = batch
+        if self.cfg.clip_reward:
+            r = np.clip(r, -1.0, 1.0)
+        return float(self._train(s, a, r.astype(np.float32), s2, done))
+
+    def act(self, state: np.ndarray) -> int:
+        return int(np.argmax(self.q_values(state[None])[0]))
+
+    def sync_target(self) -> None:
+        self.target.model.set_weights(self.online.model.get_weights())
+
+    def save(self, d: str) -> None:
+        self.online.model.save_weights(os.path.join(d, "online.weights.h5"))
+        self.target.model.save_weights(os.path.join(d, "target.weights.h5"))
+        save_optimizer(self.opt, os.path.join(d, "optimizer.h5"))
+
+    def load(self, d: str) -> None:
+        self.online.model.load_weights(os.path.join(d, "online.weights.h5"))
+        self.target.model.load_weights(os.path.join(d, "target.weights.h5"))
+        load_optimizer(self.opt, os.path.join(d, "optimizer.h5"))
+
+
+def epsilon_at(c: DQNConfig, step: int) -> float:
+    frac = min(1.0, step / c.eps_decay_steps)
+    return c.eps_start + frac * (c.eps_end - c.eps_start)
+
+
+class Checkpointer(Protocol):
+    def save(self, local_dir: str, step: int, info: dict) -> None: ...
+    def load(self, local_dir: str) -> dict | None: ...
+
+
+@dataclass
+class DQNResult:
+    agent: DQNAgent
+    replay: ReplayMemory
+    curve: list[dict]
+    metrics: dict
+    resumed_from: int = 0
+
+
+@dataclass
+class _LoopState:
+    """Everything besides networks and replay that a resumed run needs."""
+
+    step: int = 0
+    episodes: int = 0
+    recent_returns: list[float] = field(default_factory=list)
+    best_eval: float = float("-inf")
+    best_step: int = -1
+    curve: list[dict] = field(default_factory=list)
+    rng_state: dict = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+def _save_weights_list(weights: list[np.ndarray], path: str) -> None:
+    with h5py.File(path, "w") as f:
+        for i, w in enumerate(weights):
+            f.create_dataset(f"w{i:04d}", data=w)
+
+
+def _load_weights_list(path: str) -> list[np.ndarray]:
+    with h5py.File(path, "r") as f:
+        return [f[k][...] for k in sorted(f)]
+
+
+def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
+              log: Callable[[str], None] = print, tb_dir: str | None = None) -> DQNResult:
+    c = cfg.dqn
+    keras.utils.set_random_seed(cfg.seed)
+    agent = DQNAgent(cfg, spec)
+    replay = ReplayMemory(c.buffer_size, spec.frame_shape, spec.frame_dtype, spec.stack)
+    rng = np.random.default_rng(cfg.seed)
+    st = _LoopState()
+    best_weights = agent.online.model.get_weights()
+
+    ckdir = os.path.join(workdir, "ckpt")
+    marker = ckpt.load(ckdir)
+    if marker is not None:
+        agent.load(ckdir)
+        replay = ReplayMemory.load(os.path.join(ckdir, "replay.h5"), c.buffer_size)
+        with open(os.path.join(ckdir, "loop.json")) as f:
+            st = _LoopState(**json.load(f))
+        rng.bit_generator.state = st.rng_state
+        best_weights = _load_weights_list(os.path.join(ckdir, "best.h5"))
+        log(f"[1-fit] resuming from checkpoint at step {st.step:,} "
+            f"({replay.size:,} replay rows kept, {st.episodes} episodes so far)")
+    resumed_from = st.step
+
+    writer = tf.summary.create_file_writer(tb_dir) if tb_dir else None
+    env = make_env(cfg.env)
+    stacker = FrameStack(spec)
+    # A resumed run starts a fresh episode on a seed derived from its step.
+    obs, info = env.reset(seed=cfg.seed + st.step)
+    state = stacker.reset(obs)
+    replay.start_episode(obs)
+    lives = info.get("lives", 0)
+    ep_return, losses = 0.0, []
+    prog = Progress(c.total_steps, "1-fit", start=st.step)
+    t_last, step_last = time.time(), st.step
+
+    def checkpoint() -> None:
+        os.makedirs(ckdir, exist_ok=True)
+        agent.save(ckdir)
+        replay.save(os.path.join(ckdir, "replay.h5"))
+        _save_weights_list(best_weights, os.path.join(ckdir, "best.h5"))
+        st.rng_state = rng.bit_generator.state
+        with open(os.path.join(ckdir, "loop.json"), "w") as f:
+            json.dump(st.__dict__, f)
+        ckpt.save(ckdir, st.step, {"episodes": st.episodes})
+
+    def evaluate() -> None:
+        nonlocal best_weights, t_last, step_last
+        res = play(agent.q_values, cfg.env, spec, c.eval_episodes, seed=cfg.seed + 1_000_000 + st.step,
+                   n_envs=min(c.eval_episodes, 8), epsilon=c.eval_epsilon)
+        mean, std = float(res.returns.mean()), float(res.returns.std())
+        if mean > st.best_eval:
+            st.best_eval, st.best_step = mean, st.step
+            best_weights = agent.online.model.get_weights()
+        now = time.time()
+        sps = (st.step - step_last) / max(now - t_last, 1e-9)
+        t_last, step_last = now, st.step
+        row = {"step": st.step, "episodes": st.episodes,
+               "train_return": float(np.mean(st.recent_returns)) if st.recent_returns else float("nan"),
+               "eval_return_mean": mean, "eval_return_std": std,
+               "td_loss": float(np.mean(losses)) if losses else float("nan"),
+               "epsilon": epsilon_at(c, st.step), "steps_per_s": sps}
+        st.curve.append(row)
+        losses.clear()
+        if writer:
+            with writer.as_default(step=st.step):
+                tf.summary.scalar("charts/eval_return", mean)
+                tf.summary.scalar("charts/SPS", sps)
+                if not np.isnan(row["td_loss"]):
+                    tf.summary.scalar("losses/td_loss", row["td_loss"])
+        if c.stop_at_eval_return and mean >= c.stop_at_eval_return:
+            st.stopped_early = True
+
+    while st.step < c.total_steps and not st.stopped_early:
+        eps = epsilon_at(c, st.step)
+        if rng.random() < eps:
+            a = int(rng.integers(spec.n_actions))
+        else:
+            a = agent.act(state)
+        obs, r, term, trunc, info = env.step(spec.action_ids[a])
+        life_lost = cfg.env.life_loss_terminal and info.get("lives", 0) < lives
+        lives = info.get("lives", 0)
+        replay.add(a, float(r), bool(term or life_lost), obs)
+        state = stacker.push(obs)
+        ep_return += float(r)
+        st.step += 1
+        if term or trunc:
+            st.episodes += 1
+            st.recent_returns = (st.recent_returns + [ep_return])[-20:]
+            if writer:
+                with writer.as_default(step=st.step):
+                    tf.summary.scalar("charts/episodic_return", ep_return)
+                    tf.summary.scalar("charts/epsilon", eps)
+            ep_return = 0.0
+            obs, info = env.reset()
+            lives = info.get("lives", 0)
+            state = stacker.reset(obs)
+            replay.start_episode(obs)
+        if st.step >= c.learning_starts and st.step % c.train_freq == 0:
+            for _ in range(c.gradient_steps):
+                losses.append(agent.train(replay.sample(rng, c.batch_size)))
+        if st.step % c.target_update == 0:
+            agent.sync_target()
+        if st.step % c.eval_every == 0:
+            evaluate()
+        if st.step % c.checkpoint_every == 0 and st.step < c.total_steps and not st.stopped_early:
+            checkpoint()
+        prog.update(st.step, eps=eps, ret=st.recent_returns[-1] if st.recent_returns else 0.0,
+                    best_eval=st.best_eval)
+    env.close()
+    if not st.curve or st.curve[-1]["step"] != st.step:
+        evaluate()
+    prog.close(best_eval=st.best_eval)
+
+    shipped_step = st.step
+    if c.keep_best and st.best_step >= 0:
+        agent.online.model.set_weights(best_weights)
+        shipped_step = st.best_step
+    final = play(agent.q_values, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
+                 n_envs=min(c.final_eval_episodes, 8), epsilon=c.eval_epsilon)
+    if writer:
+        writer.flush()
+    metrics = {
+        "eval_return_mean": float(final.returns.mean()),
+        "eval_return_std": float(final.returns.std()),
+        "eval_episodes": int(len(final.returns)),
+        "eval_returns": [float(x) for x in final.returns],
+        "win_rate": float(np.mean(final.returns >= cfg.env.win_threshold)),
+        "agent_steps": st.step,
+        "episodes": st.episodes,
+        "shipped_weights_step": shipped_step,
+        "best_periodic_eval": st.best_eval,
+        "stopped_early": st.stopped_early,
+        "replay_rows": replay.size,
+        "replay_transitions": replay.n_transitions(),
+        "resumed_from_step": resumed_from,
+    }
+    return DQNResult(agent, replay, st.curve, metrics, resumed_from)

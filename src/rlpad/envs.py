@@ -1,0 +1,94 @@
+"""Gymnasium environment factories and the frame stack shared by acting and replay.
+
+Atari: ALE v5 with frameskip=1 under AtariPreprocessing (84x84 grey, frame skip 4,
+no-op starts), sticky actions off as in the seed's Deterministic-v4. Frames are stacked
+by `FrameStack` (not a wrapper) so that acting, replay and evaluation all rebuild
+states by the same rule: an episode's first frame repeats until the stack fills.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from .config import EnvConfig
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What the networks and the replay need to know about an environment."""
+
+    frame_shape: tuple[int, ...]
+    frame_dtype: np.dtype
+    stack: int
+    n_actions: int
+    action_ids: tuple[int, ...]  # our action index -> the env's action id
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        # Atari states are (stack, 84, 84); vector states concatenate frames.
+        if len(self.frame_shape) == 1:
+            return (self.frame_shape[0] * self.stack,)
+        return (self.stack, *self.frame_shape)
+
+
+def _base_env(cfg: EnvConfig) -> gym.Env:
+    kwargs = {}
+    if cfg.max_episode_steps:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    if cfg.kind == "atari":
+        import ale_py
+
+        gym.register_envs(ale_py)
+        env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0, **kwargs)
+        return gym.wrappers.AtariPreprocessing(
+            env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84,
+            terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+    return gym.make(cfg.id, **kwargs)
+
+
+def make_env(cfg: EnvConfig) -> gym.Env:
+    try:
+        return _base_env(cfg)
+    except gym.error.Error as e:
+        raise ValueError(f"env.id {cfg.id!r} cannot be made: {e}") from e
+
+
+def env_spec(cfg: EnvConfig) -> EnvSpec:
+    env = make_env(cfg)
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+        if not isinstance(act_space, gym.spaces.Discrete):
+            raise ValueError(f"env.id {cfg.id!r} has a non-discrete action space")
+        ids = tuple(cfg.actions) if cfg.actions else tuple(range(int(act_space.n)))
+        bad = [a for a in ids if not 0 <= a < act_space.n]
+        if bad:
+            raise ValueError(f"env.actions {bad} out of range for {cfg.id} ({act_space.n} actions)")
+        dtype = np.dtype(np.uint8) if cfg.kind == "atari" else np.dtype(np.float32)
+        return EnvSpec(tuple(obs_space.shape), dtype, cfg.frame_stack, len(ids), ids)
+    finally:
+        env.close()
+
+
+class FrameStack:
+    """The newest `stack` frames; on reset the first frame fills the stack."""
+
+    def __init__(self, spec: EnvSpec):
+        self.spec = spec
+        self.frames: deque = deque(maxlen=spec.stack)
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        for _ in range(self.spec.stack):
+            self.frames.append(frame)
+        return self.state()
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        self.frames.append(frame)
+        return self.state()
+
+    def state(self) -> np.ndarray:
+        if len(self.spec.frame_shape) == 1:
+            return np.concatenate(self.frames).astype(self.spec.frame_dtype, copy=False)
+        return np.stack(self.frames).astype(self.spec.frame_dtype, copy=False)

@@ -1,0 +1,79 @@
+"""Stage 1: fit a DQN; publish its Q-net, replay memory, learning curve and TensorBoard logs."""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from typing import Callable
+
+from ..config import Config
+from ..store import Store
+from .common import StoreCheckpointer, already_done
+
+STAGE = "1-fit"
+
+
+def plot_curve(curve: list[dict], path: str, title: str) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(111)
+    steps = [r["step"] for r in curve]
+    mean = [r["eval_return_mean"] for r in curve]
+    std = [r["eval_return_std"] for r in curve]
+    ax.plot(steps, mean, marker="o", label="greedy eval return")
+    ax.fill_between(steps, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                    alpha=0.2, label="± 1 sd")
+    ax.plot(steps, [r["train_return"] for r in curve], alpha=0.7, label="training return (last 20)")
+    ax.set_xlabel("agent steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        if not rows:
+            return
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def run(cfg: Config, store: Store, run_id: str, force: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+    from ..dqn import train_dqn  # TensorFlow loads only when a stage really runs
+    from ..envs import env_spec
+
+    config_hash = cfg.section_hash("env", "qnet", "dqn")
+    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    if done:
+        return done["metrics"]
+    spec = env_spec(cfg.env)
+    writer = store.writer(run_id, STAGE)
+    writer.begin()
+    with tempfile.TemporaryDirectory(prefix="rlpad-fit-") as work:
+        tb = os.path.join(work, "tb")
+        res = train_dqn(cfg, spec, work, StoreCheckpointer(store, run_id, STAGE, config_hash),
+                        log=log, tb_dir=tb)
+        out = os.path.join(work, "out")
+        os.makedirs(out)
+        res.agent.online.model.save_weights(os.path.join(out, "qnet.weights.h5"))
+        res.replay.save(os.path.join(out, "replay.h5"))
+        write_csv(res.curve, os.path.join(out, "curve.csv"))
+        plot_curve(res.curve, os.path.join(out, "curve.png"), f"{cfg.env.id}: stage-1 DQN")
+        for name in sorted(os.listdir(out)):
+            writer.put_file(os.path.join(out, name), name)
+        for name in sorted(os.listdir(tb)):
+            writer.put_file(os.path.join(tb, name), f"tb/{name}")
+        metrics = {**res.metrics, "env_id": cfg.env.id, "n_actions": spec.n_actions,
+                   "embed_dim": res.agent.online.embed_dim}
+        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics)
+    store.clear_checkpoints(run_id, STAGE)
+    log(f"[{STAGE}] eval return {metrics['eval_return_mean']:.1f} ± {metrics['eval_return_std']:.1f} "
+        f"over {metrics['eval_episodes']} episodes; outputs at {store.url(run_id, STAGE)}")
+    return metrics
