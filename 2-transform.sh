@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# stage 2: cut the Q-net and embed every replay transition
+# stage 2: cut the stage-1 Q-net at its last hidden layer and embed every replay transition
 set -euo pipefail
 cd "$(dirname "$0")"
 source config.sh

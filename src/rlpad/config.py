@@ -110,6 +110,9 @@ class GanConfig:
     critic_layer_norm: bool = _f(False, doc="wgan-gp: LayerNorm after each critic hidden layer")
     clip_to_range: bool = _f(True, doc="wgan-gp: clip generated features to the data's per-dim range")
     jit_compile: bool = _f(False, doc="XLA-compile the train step")
+    g_ema: float = _f(0.999, lo=0.0, hi=0.99999,
+                      doc="wgan-gp: sample from an exponential moving average of G's weights with "
+                          "this decay (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,13 @@ class EvalConfig:
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"])
     repetitions: int = _f(3, lo=1)
-    refit_steps: int = _f(3_000, lo=1)
+    refit_steps: int = _f(8_000, lo=1)
     refit_batch: int = _f(128, lo=1)
-    refit_lr: float = _f(1e-3, lo=0.0, hi=1.0)
-    refit_target_update: int = _f(200, lo=1)
+    refit_lr: float = _f(3e-3, lo=0.0, hi=1.0)
+    refit_target_update: int = _f(100, lo=1)
     refit_gamma: float = _f(0.0, lo=0.0, hi=1.0, doc="0 = stage 1's gamma")
+    refit_double_dqn: bool = _f(True, doc="Double DQN targets in the refit")
+    refit_cql_alpha: float = _f(0.0, lo=0.0, doc="CQL(H) penalty weight (0 = plain offline DQN)")
     constrained_gan_steps: int = _f(1_000, lo=1)
     episodes: int = _f(10, lo=1, doc="evaluation episodes per trial")
     n_envs: int = _f(10, lo=1, doc="vectorised envs for play")

@@ -58,3 +58,20 @@ def build_qnet(cfg: QNetConfig, obs_shape: tuple[int, ...], n_actions: int) -> Q
     x_in = keras.Input(obs_shape, dtype=encoder.input.dtype, name="state")
     model = keras.Model(x_in, head(encoder(x_in)), name="qnet")
     return QNet(encoder, head, model)
+
+
+def split_at_cut(qnet: QNet, qcfg: QNetConfig, obs_shape: tuple[int, ...]) -> QNet:
+    """Independent encoder and head models holding copies of qnet's weights: what stage 2
+    embeds with and what stage 4 plugs a refitted head onto."""
+    encoder = build_encoder(qcfg, obs_shape, name="encoder_cut")
+    encoder.set_weights(qnet.encoder.get_weights())
+    head = build_head(qnet.embed_dim, int(qnet.head.output.shape[-1]), name="head_cut")
+    head.set_weights(qnet.head.get_weights())
+    x_in = keras.Input(obs_shape, dtype=encoder.input.dtype, name="state")
+    return QNet(encoder, head, keras.Model(x_in, head(encoder(x_in)), name="qnet_cut"))
+
+
+def load_qnet(qcfg: QNetConfig, obs_shape: tuple[int, ...], n_actions: int, path: str) -> QNet:
+    qnet = build_qnet(qcfg, obs_shape, n_actions)
+    qnet.model.load_weights(path)
+    return qnet

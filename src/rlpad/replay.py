@@ -115,7 +115,8 @@ class ReplayMemory:
                                  compression_opts=compression_level, shuffle=True)
             step = 16384  # write in slabs: no full reordered copy in RAM
             for s in range(0, self.size, step):
-                d[s:s + step] = self.frames[order[s:s + step]]
+                e = min(s + step, self.size)
+                d[s:e] = self.frames[order[s:e]]
             for name in ("actions", "rewards", "terminals", "has_next", "pos"):
                 f.create_dataset(name, data=getattr(self, name)[order], compression="gzip")
 
@@ -129,7 +130,8 @@ class ReplayMemory:
             mem = cls(cap, f["frames"].shape[1:], f["frames"].dtype, int(f.attrs["stack"]))
             step = 16384
             for s in range(0, size, step):
-                mem.frames[s:s + step] = f["frames"][s:s + step]
+                e = min(s + step, size)
+                mem.frames[s:e] = f["frames"][s:e]
             for name in ("actions", "rewards", "terminals", "has_next", "pos"):
                 getattr(mem, name)[:size] = f[name][...]
             mem.size, mem.cursor, mem.added = size, size % cap, int(f.attrs["added"])

@@ -1,0 +1,98 @@
+"""Stage 3: fit a conditional GAN on stage 2's embeddings and measure how real its samples are."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import numpy as np
+
+from ..config import Config
+from ..store import Store
+from .common import StoreCheckpointer, already_done
+
+STAGE = "3-fit-gan"
+GAN_FILES = ("generator.weights.h5", "discriminator.weights.h5", "gan.json")
+
+
+def load_fitted_gan(store: Store, run_id: str):
+    """Stage 3's generator, from checksummed files only."""
+    from ..gan import FittedGan
+
+    reader = store.require(run_id, STAGE)
+    with tempfile.TemporaryDirectory(prefix="rlpad-gan-") as d:
+        for name in GAN_FILES:
+            if name in reader.manifest["files"]:
+                shutil.copyfile(reader.local_path(name), os.path.join(d, name))
+        return FittedGan.load(d)
+
+
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    perm = np.random.default_rng([seed, 3]).permutation(n)
+    k = int(round(n * fraction))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+def run(cfg: Config, store: Store, run_id: str, force: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+    from ..embed import Embedded
+    from ..gan import fit_gan
+    from ..gan_quality import plot_histograms, plot_training, quality_report
+    from ..progress import Progress
+
+    tr = store.require(run_id, "2-transform")
+    config_hash = cfg.section_hash("gan") + "-" + tr.manifest_sha256[:12]
+    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    if done:
+        return done["metrics"]
+    emb = Embedded.load(tr.local_path("embeddings.h5"))
+    n_classes = len(emb.class_table)
+    train, hold = holdout_split(len(emb.labels), cfg.gan.holdout_fraction, cfg.seed)
+    ckpt = StoreCheckpointer(store, run_id, STAGE, config_hash)
+    writer = store.writer(run_id, STAGE)
+    writer.begin()
+    with tempfile.TemporaryDirectory(prefix="rlpad-fitgan-") as work:
+        state_dir = os.path.join(work, "state")
+        marker = ckpt.load(state_dir)  # restored flat into state_dir; fit_gan resumes from it
+        if marker:
+            log(f"[{STAGE}] resuming from checkpoint at step {marker['step']:,}")
+        prog = Progress(cfg.gan.steps, STAGE)
+        fitted = fit_gan(
+            emb.features[train], emb.labels[train], n_classes, cfg.gan, seed=cfg.seed,
+            progress=lambda step, total, info: prog.update(step, **{k: v for k, v in info.items()
+                                                                   if isinstance(v, float)}),
+            state_dir=state_dir,
+            on_checkpoint=lambda folder, step: ckpt.save(folder, step, {}))
+        prog.close()
+        fake_x, fake_l = fitted.sample(len(hold), labels=emb.labels[hold], seed=cfg.seed + 7)
+        report = quality_report(emb.features[hold], emb.labels[hold], fake_x, fake_l, n_classes,
+                                seed=cfg.seed)
+        out = os.path.join(work, "out")
+        names = fitted.save(out)
+        plot_training(fitted.history, os.path.join(out, "training.png"))
+        plot_histograms(emb.features[hold], fake_x, os.path.join(out, "histograms.png"))
+        with open(os.path.join(out, "quality.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        for name in names + ["training.png", "histograms.png", "quality.json"]:
+            writer.put_file(os.path.join(out, name), name)
+        metrics = {
+            "variant": cfg.gan.variant,
+            "c2st_accuracy": report["c2st_accuracy"],
+            "fd_real_fake": report["fd_real_fake"],
+            "fd_real_real": report["fd_real_real"],
+            "fd_ratio": report["fd_ratio"],
+            "restarts": int(fitted.restarts),
+            "n_train": int(len(train)), "n_holdout": int(len(hold)),
+            "per_class": report["per_class"],
+            "steps": cfg.gan.steps,
+            "train_steps_per_s": fitted.info.get("steps_per_s"),
+        }
+        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
+                      upstream={"2-transform": tr.manifest_sha256})
+    store.clear_checkpoints(run_id, STAGE)
+    log(f"[{STAGE}] {cfg.gan.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
+        f"Fréchet distance real-fake {report['fd_real_fake']:.3g} vs real-real {report['fd_real_real']:.3g}; "
+        f"{fitted.restarts} restarts; outputs at {store.url(run_id, STAGE)}")
+    return metrics

@@ -1,0 +1,87 @@
+"""Stage 2: cut the stage-1 Q-net and embed every replay transition."""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..config import Config
+from ..store import Store, StoreError
+from .common import already_done
+from .upstream import FitOutputs
+
+STAGE = "2-transform"
+
+
+class CutCheckError(StoreError):
+    pass
+
+
+def run(cfg: Config, store: Store, run_id: str, force: bool = False,
+        log: Callable[[str], None] = print) -> dict:
+    from ..embed import cut_check, embed_replay
+    from ..progress import Progress
+    from ..qnet import split_at_cut
+    from ..replay import ReplayMemory
+
+    fit = FitOutputs.open(store, run_id)
+    upstream = {"1-fit": fit.reader.manifest_sha256}
+    config_hash = cfg.section_hash("transform") + "-" + fit.reader.manifest_sha256[:12]
+    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    if done:
+        return done["metrics"]
+    spec = fit.spec()
+    full = fit.qnet()
+    cut = split_at_cut(full, fit.cfg.qnet, spec.obs_shape)
+    replay = ReplayMemory.load(fit.reader.local_path("replay.h5"))
+    c = cfg.transform
+
+    rng = np.random.default_rng(cfg.seed)
+    rows = replay.transition_rows()
+    if len(rows) == 0:
+        raise StoreError("stage 1's replay holds no transitions; rerun `bash 1-initial-fit.sh` --force")
+    sample = rng.choice(rows, size=min(c.cut_check_samples, len(rows)), replace=False)
+    max_diff = cut_check(full, cut, replay.states(sample))
+    if not max_diff <= c.cut_check_tol:
+        raise CutCheckError(f"cut check failed: head(encoder(s)) differs from Q(s) by {max_diff:.3g} "
+                            f"> transform.cut_check_tol={c.cut_check_tol}")
+    log(f"[{STAGE}] cut check: max |head(e(s)) - Q(s)| = {max_diff:.2e} over {len(sample)} states")
+
+    writer = store.writer(run_id, STAGE)
+    writer.begin()
+    prog = Progress(replay.size, STAGE, unit="states")
+    t0 = time.time()
+    emb = embed_replay(cut, replay, c.batch_size, c.clip_embedding, c.clip_delta,
+                       progress=lambda n: prog.update(n))
+    states_per_s = replay.size / max(time.time() - t0, 1e-9)
+    prog.close()
+    counts = np.bincount(emb.labels, minlength=len(emb.class_table))
+    metrics = {
+        "cut_check_max_abs_diff": max_diff,
+        "cut_check_samples": int(len(sample)),
+        "n_transitions": int(len(emb.labels)),
+        "n_states_embedded": int(replay.size),
+        "embed_states_per_s": states_per_s,
+        "feature_dim": int(emb.features.shape[1]),
+        "embed_dim": emb.embed_dim,
+        "clip_fraction_embedding": emb.clip_fraction_embedding,
+        "clip_fraction_delta": emb.clip_fraction_delta,
+        "n_classes": int(len(emb.class_table)),
+        "classes_present": int((counts > 0).sum()),
+        "class_counts": {str(k): int(v) for k, v in enumerate(counts) if v},
+        "gamma": fit.cfg.dqn.gamma,
+    }
+    with tempfile.TemporaryDirectory(prefix="rlpad-transform-") as work:
+        path = os.path.join(work, "embeddings.h5")
+        emb.save(path, {"gamma": fit.cfg.dqn.gamma, "n_actions": spec.n_actions})
+        writer.put_file(path, "embeddings.h5")
+        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
+                      upstream=upstream)
+    log(f"[{STAGE}] {metrics['n_transitions']:,} transitions embedded ({metrics['feature_dim']} features, "
+        f"{metrics['classes_present']}/{metrics['n_classes']} classes present, "
+        f"{100 * emb.clip_fraction_embedding:.2f}% / {100 * emb.clip_fraction_delta:.2f}% values clipped); "
+        f"outputs at {store.url(run_id, STAGE)}")
+    return metrics

@@ -1,0 +1,173 @@
+"""One stage-4 trial: sample real -> pad with generated -> refit the head -> play.
+
+`run_trial(spec, ctx)` is a pure function of its spec (mode, n_real, n_fake, seed) and
+the run's artifacts, so Spark may run, retry or re-run it anywhere with the same result.
+Trials that share (n_real, rep) draw the same real sample: padding levels and modes are
+compared on identical real data, and every trial plays the same evaluation episodes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Config, config_from_dict
+
+TRIAL_FN = "rlpad.trials:run_trial"
+MODES = ("none", "simple", "constrained")
+
+
+def _seed(*parts) -> int:
+    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def grid_specs(cfg: Config, n_available: int) -> list[dict]:
+    """The trial grid: n_real x modes x n_fake x repetitions. Mode `none` runs only at
+    n_fake = 0 (the control); padded modes only at n_fake > 0. n_real = 0 means all."""
+    e = cfg.eval
+    specs = []
+    for n_real in dict.fromkeys(min(n or n_available, n_available) for n in e.n_real):
+        for mode in e.modes:
+            fakes = [0] if mode == "none" else [f for f in dict.fromkeys(e.n_fake) if f > 0]
+            for n_fake in fakes:
+                for rep in range(e.repetitions):
+                    specs.append({
+                        "trial_id": f"{mode}-r{n_real}-f{n_fake}-{rep:03d}",
+                        "mode": mode, "n_real": n_real, "n_fake": n_fake, "rep": rep,
+                        "all_real": n_real == n_available,
+                        "seed": _seed(cfg.seed, n_real, rep),  # shared across modes: paired design
+                    })
+    return specs
+
+
+@dataclass
+class TrialArtifacts:
+    """What every trial of a run reads; loaded once per Spark worker."""
+
+    cfg: Config
+    fit_cfg: Config
+    real: "object"  # refit.Transitions
+    features: np.ndarray
+    labels: np.ndarray
+    class_table: np.ndarray
+    embed_dim: int
+    gamma: float
+    spec: "object"  # envs.EnvSpec
+    encoder: "object"  # keras.Model, frozen
+    gan: "object | None"  # gan.FittedGan from stage 3
+
+
+def load_artifacts(ctx: dict) -> TrialArtifacts:
+    import tensorflow as tf
+
+    try:  # one Spark task per core: TF must not spread one trial over every core
+        tf.config.threading.set_intra_op_parallelism_threads(ctx.get("tf_threads", 1))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TF already initialised in this process (in-process use)
+    from .embed import Embedded
+    from .qnet import split_at_cut
+    from .refit import Transitions
+    from .stages.upstream import FitOutputs
+    from .store import Store
+
+    store = Store(ctx["store"])
+    cfg = config_from_dict(ctx["config"], "stage-4 context")
+    fit = FitOutputs.open(store, ctx["run"])
+    emb = Embedded.load(store.require(ctx["run"], "2-transform").local_path("embeddings.h5"))
+    d = emb.embed_dim
+    x = emb.features
+    real = Transitions(x[:, :d], emb.actions, emb.rewards, x[:, :d] + x[:, d:],
+                       emb.terminals.astype(np.float32))
+    spec = fit.spec()
+    cut = split_at_cut(fit.qnet(), fit.cfg.qnet, spec.obs_shape)
+    gan = None
+    if "simple" in cfg.eval.modes:
+        from .stages.fitgan import load_fitted_gan
+
+        gan = load_fitted_gan(store, ctx["run"])
+    return TrialArtifacts(cfg, fit.cfg, real, x, emb.labels, emb.class_table, d,
+                          fit.cfg.dqn.gamma, spec, cut.encoder, gan)
+
+
+def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
+    from .gan import to_transitions
+    from .refit import Transitions
+
+    x, labels = gan.sample(n, seed=seed)
+    t = to_transitions(x, labels, art.class_table, art.embed_dim)
+    # A class carries the reward's sign; its size is the mean |r| of that sign in the
+    # trial's own real sample (CartPole: always 1).
+    sign = t["reward_sign"]
+    mag = np.ones_like(sign)
+    for s in (-1.0, 1.0):
+        m = np.sign(real_sub.reward) == s
+        if m.any():
+            mag[sign == s] = float(np.abs(real_sub.reward[m]).mean())
+    return Transitions(t["e_s"], t["action"], sign * mag, t["e_next"],
+                       t["terminal"].astype(np.float32))
+
+
+def run_trial(spec: dict, ctx: dict) -> dict:
+    from .refit import RefitSettings, Transitions, refit_head
+    from .spark import ctx_key, worker_cache
+
+    t0 = time.time()
+    art: TrialArtifacts = worker_cache((ctx_key(ctx), "artifacts"), lambda: load_artifacts(ctx))
+    e = art.cfg.eval
+    mode, n_fake, seed = spec["mode"], int(spec["n_fake"]), int(spec["seed"])
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}")
+    rng = np.random.default_rng(seed)
+    n_real = min(int(spec["n_real"]) or len(art.real), len(art.real))
+    idx = np.sort(rng.choice(len(art.real), size=n_real, replace=False))
+    real_sub = art.real.subset(idx)
+
+    gan_s, gan_info = 0.0, {}
+    parts = [real_sub]
+    if mode != "none" and n_fake > 0:
+        tg = time.time()
+        if mode == "simple":
+            if art.gan is None:
+                raise RuntimeError("mode 'simple' needs stage 3's GAN: run `bash 3-fit-gan.sh`")
+            gan = art.gan
+        else:  # constrained: a generator that has seen this trial's real sample only
+            from .gan import fit_gan
+
+            gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps)
+            gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
+                          seed=_seed(seed, "gan"))
+            gan_info = {"gan_restarts": int(gan.restarts)}
+        parts.append(_fake_transitions(art, gan, n_fake, real_sub, _seed(seed, "fake", n_fake)))
+        gan_s = time.time() - tg
+
+    tr = time.time()
+    gamma = e.refit_gamma or art.gamma
+    res = refit_head(Transitions.concat(parts), art.spec.n_actions,
+                     RefitSettings(e.refit_steps, e.refit_batch, e.refit_lr, gamma,
+                                   e.refit_target_update, _seed(seed, "refit", mode, n_fake),
+                                   double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha))
+    refit_s = time.time() - tr
+
+    import tensorflow as tf
+
+    from .play import play
+
+    head, encoder = res.head, art.encoder
+    q_fn = tf.function(lambda s: head(encoder(s, training=False), training=False),
+                       reduce_retracing=True)
+    tp = time.time()
+    pr = play(q_fn, art.fit_cfg.env, art.spec, e.episodes, seed=art.cfg.seed + 20_000_000,
+              n_envs=e.n_envs)
+    return {
+        "trial_id": spec["trial_id"], "mode": mode, "n_real": n_real, "n_fake": n_fake,
+        "rep": int(spec["rep"]), "seed": seed, "all_real": bool(spec.get("all_real", False)),
+        "scores": [float(v) for v in pr.returns], "lengths": [int(v) for v in pr.lengths],
+        "td_loss": [float(v) for v in res.td_loss], "q_mean": res.q_mean,
+        "gan_s": round(gan_s, 3), "refit_s": round(refit_s, 3), "play_s": round(time.time() - tp, 3),
+        "wall_s": round(time.time() - t0, 3), **gan_info,
+    }
