@@ -24,8 +24,17 @@ need_java() {
 
 build_image() {
   local ref; ref=$(image_ref)
+  if [ "$RLPAD_ENGINE" = docker ] && ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then
+    echo "build: no Docker engine here; set RLPAD_ENGINE=podman (as root, scripts/image-check.sh" \
+         "builds from a local Debian base with no registry)" >&2
+    exit 2
+  fi
   echo "build: building image $ref with $RLPAD_ENGINE"
-  "$RLPAD_ENGINE" build -f docker/Dockerfile -t "$ref" .
+  if [ "$RLPAD_ENGINE" = podman ] && [ -z "${RLPAD_BASE_IMAGE:-}" ]; then
+    scripts/image-check.sh --image "$ref"   # local base + podman build --isolation=chroot + checks
+  else
+    "$RLPAD_ENGINE" build -f docker/Dockerfile ${RLPAD_BASE_IMAGE:+--build-arg BASE_IMAGE=$RLPAD_BASE_IMAGE} -t "$ref" .
+  fi
   if [ -n "$RLPAD_REGISTRY" ]; then "$RLPAD_ENGINE" push "$ref"; fi
 }
 

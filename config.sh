@@ -21,8 +21,11 @@
 # The CPU image's name; with RLPAD_REGISTRY set, build.sh pushes it there.
 : "${RLPAD_IMAGE:=rlpad:latest}"
 : "${RLPAD_REGISTRY:=}"
-# Container engine for RLPAD_RUNNER=docker: docker | podman.
+# Container engine for RLPAD_RUNNER=docker: docker | podman; extra flags for its `run`.
+# On a rootless or cgroup-mixed host, podman may need:
+#   RLPAD_ENGINE_FLAGS="--runtime runc --ulimit nofile=20000:20000 --ulimit nproc=32768:32768"
 : "${RLPAD_ENGINE:=docker}"
+: "${RLPAD_ENGINE_FLAGS:=}"
 
 # Stage 4's Spark master: local[*] (default, this machine), local[N] or local[N,F]
 # (F = task attempts), spark://host:port (standalone), k8s://https://host:port (Kubernetes).
@@ -37,6 +40,6 @@
 : "${RLPAD_K8S_SERVICE_ACCOUNT:=spark}"
 
 export RLPAD_STORE RLPAD_RUN RLPAD_PROFILE RLPAD_OVERRIDES RLPAD_FORCE RLPAD_RUNNER \
-  RLPAD_IMAGE RLPAD_REGISTRY RLPAD_ENGINE RLPAD_SPARK_MASTER RLPAD_SPARK_EXECUTORS \
+  RLPAD_IMAGE RLPAD_REGISTRY RLPAD_ENGINE RLPAD_ENGINE_FLAGS RLPAD_SPARK_MASTER RLPAD_SPARK_EXECUTORS \
   RLPAD_SPARK_EXECUTOR_CORES RLPAD_SPARK_EXECUTOR_MEMORY RLPAD_SPARK_DRIVER_MEMORY \
   RLPAD_K8S_NAMESPACE RLPAD_K8S_SERVICE_ACCOUNT

@@ -24,10 +24,14 @@ rlpad_stage() {
           fi ;;
         *)
           mkdir -p "$RLPAD_STORE"
-          mounts+=(-v "$(cd "$RLPAD_STORE" && pwd):/work/artifacts")
+          local uflag=""; [ "$RLPAD_ENGINE" = podman ] && uflag=":U"  # podman: chown to the image user
+          mounts+=(-v "$(cd "$RLPAD_STORE" && pwd):/work/artifacts$uflag")
           args[1]=/work/artifacts ;;
       esac
-      "$RLPAD_ENGINE" run --rm "${mounts[@]}" "$(image_ref)" "$cmd" "${args[@]}" "$@" ;;
+      # --network host: the store (an emulator) or a Spark master may be on this host's loopback.
+      # shellcheck disable=SC2086
+      "$RLPAD_ENGINE" run --rm --init --network host -e SPARK_LOCAL_IP=127.0.0.1 $RLPAD_ENGINE_FLAGS \
+        "${mounts[@]}" "$(image_ref)" "$cmd" "${args[@]}" "$@" ;;
     *)
       echo "rlpad: RLPAD_RUNNER must be local or docker, got '$RLPAD_RUNNER' (config.sh)" >&2
       return 2 ;;

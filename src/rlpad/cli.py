@@ -38,12 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         _common(p)
         if name == "eval":
-            p.add_argument("--master", default="local[*]",
-                           help="Spark master: local[*], local[N,F], spark://host:port, k8s://...")
-            p.add_argument("--executors", type=int, default=2, help="executors (cluster masters)")
+            g = p.add_argument_group("Spark (config.sh: RLPAD_SPARK_*)")
+            g.add_argument("--master", default="local[*]",
+                           help="local[*], local[N,F], spark://host:port or k8s://https://host:port")
+            g.add_argument("--executors", type=int, default=2, help="cluster masters: executors")
+            g.add_argument("--executor-cores", type=int, default=1)
+            g.add_argument("--executor-memory", default="3g")
+            g.add_argument("--driver-memory", default="")
+            g.add_argument("--image", default="", help="k8s: the rlpad CPU image")
+            g.add_argument("--namespace", default="default", help="k8s namespace")
+            g.add_argument("--service-account", default="spark", help="k8s driver service account")
+            g.add_argument("--submit", action="store_true",
+                           help="launch through spark-submit (spark:// client mode, k8s:// cluster "
+                                "mode) instead of running the driver in this process")
     p = sub.add_parser("config", help="print the resolved config of a profile as JSON")
     _common(p)
     return ap
+
+
+def _resubmit_args(argv: list[str] | None) -> list[str]:
+    """This command line without --submit: what the submitted driver runs."""
+    return [a for a in (sys.argv[1:] if argv is None else argv) if a != "--submit"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,10 +75,23 @@ def main(argv: list[str] | None = None) -> int:
         stage = importlib.import_module(f"rlpad.stages.{STAGE_COMMANDS[args.command][0]}")
         kwargs = {}
         if args.command == "eval":
-            kwargs = {"master": args.master, "executors": args.executors}
+            from .spark import SparkSettings, spark_submit_command
+
+            settings = SparkSettings(
+                master=args.master, executors=args.executors, executor_cores=args.executor_cores,
+                executor_memory=args.executor_memory, driver_memory=args.driver_memory,
+                image=args.image, namespace=args.namespace, service_account=args.service_account)
+            settings.validate()
+            if args.submit:
+                cmd = spark_submit_command(settings, _resubmit_args(argv))
+                print("rlpad eval: submitting:", " ".join(cmd), file=sys.stderr)
+                import subprocess
+
+                return subprocess.call(cmd)
+            kwargs = {"spark_settings": settings}
         stage.run(cfg, store, args.run, force=args.force, **kwargs)
         return 0
-    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, StoreError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Fresh clone -> build -> the whole test suite (what CI runs). Extra args go to pytest,
+# e.g. `bash test.sh -k replay`.
+set -euo pipefail
+cd "$(dirname "$0")"
+bash build.sh
+export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
+exec .venv/bin/python -m pytest -ra --durations=15 "$@"
