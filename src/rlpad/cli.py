@@ -62,6 +62,12 @@ def _resubmit_args(argv: list[str] | None) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv_ = sys.argv[1:] if argv is None else argv
+    if argv_ and argv_[0] in ("driver", "executor"):  # a Spark-on-Kubernetes pod (see spark.py)
+        from .spark import k8s_role_command
+
+        cmd = k8s_role_command(argv_[0], argv_[1:], os.environ)
+        os.execv(cmd[0], cmd)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:

@@ -640,6 +640,31 @@ def spark_submit_command(settings: SparkSettings, entry_args: Sequence[str], *,
     return cmd
 
 
+def k8s_role_command(role: str, args: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """What a driver or executor pod runs. Spark on Kubernetes starts its pods from the
+    image with `driver ...` or `executor` as arguments and expects the image's entrypoint
+    to know these roles; the pyspark wheel ships no such entrypoint, so `rlpad` plays it."""
+    home = spark_home()
+    if role == "driver":  # the driver pod runs the application in client mode
+        bind = env.get("SPARK_DRIVER_BIND_ADDRESS", "0.0.0.0")
+        return [os.path.join(home, "bin", "spark-submit"), "--deploy-mode", "client",
+                "--conf", f"spark.driver.bindAddress={bind}", *args]
+    if role == "executor":
+        need = ("SPARK_DRIVER_URL", "SPARK_EXECUTOR_ID", "SPARK_EXECUTOR_CORES",
+                "SPARK_APPLICATION_ID", "SPARK_EXECUTOR_POD_IP")
+        missing = [k for k in need if not env.get(k)]
+        if missing:
+            raise SparkClusterError(f"executor pod lacks {', '.join(missing)}: it must be started "
+                                    "by Spark on Kubernetes")
+        return [os.path.join(home, "bin", "spark-class"),
+                "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+                "--driver-url", env["SPARK_DRIVER_URL"], "--executor-id", env["SPARK_EXECUTOR_ID"],
+                "--cores", env["SPARK_EXECUTOR_CORES"], "--app-id", env["SPARK_APPLICATION_ID"],
+                "--resourceProfileId", env.get("SPARK_RESOURCE_PROFILE_ID", "0"),
+                "--hostname", env["SPARK_EXECUTOR_POD_IP"]]
+    raise ValueError(f"unknown Spark pod role {role!r}")
+
+
 def _main() -> int:
     # spark-submit runs this file as a script, which puts src/rlpad/ first on sys.path;
     # drop it so rlpad's module names can never shadow top-level ones.

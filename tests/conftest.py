@@ -1,0 +1,41 @@
+"""Shared fixtures: one small but real pipeline run per test session.
+
+Stage 1 runs the quick profile as shipped (it stops once 10 greedy episodes reach 500), so
+downstream tests work on a real, competent agent; stages 2-3 use small budgets.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RLPAD = [sys.executable, "-m", "rlpad.cli"]
+QUICK_GAN = ["--set", "gan.steps=300", "--set", "gan.checkpoint_every=100"]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def rlpad(*args: str, check: bool = True, timeout: float = 900, env: dict | None = None
+          ) -> subprocess.CompletedProcess:
+    """Run the CLI as a user would; output is captured for assertions."""
+    p = subprocess.run(RLPAD + list(args), capture_output=True, text=True, timeout=timeout,
+                       cwd=ROOT, env={**os.environ, **(env or {})})
+    if check and p.returncode != 0:
+        raise AssertionError(f"rlpad {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory) -> tuple[str, str]:
+    """(store, run) holding complete stages 1-3 of the quick profile."""
+    store = str(tmp_path_factory.mktemp("store"))
+    run = "quick"
+    common = ["--store", store, "--run", run]
+    rlpad("fit", *common)
+    rlpad("transform", *common)
+    rlpad("fit-gan", *common, *QUICK_GAN)
+    return store, run
