@@ -11,7 +11,7 @@ import os
 import sys
 
 from .config import ConfigError, load_config
-from .store import Store, StoreError
+from .store import Store, StoreError, validate_run_id
 
 STAGE_COMMANDS = {  # command -> (module, help)
     "fit": ("fit", "stage 1: fit a DQN; keep its Q-net and replay memory"),
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(json.dumps(cfg.to_dict(), indent=1))
             return 0
+        validate_run_id(args.run)
         store = Store(args.store)
         import importlib
 

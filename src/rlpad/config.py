@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class EnvConfig:
     actions: list[int] = _f([], doc="subset of the env's action ids to use; [] = all")
     noop_max: int = _f(30, lo=0, hi=100, doc="Atari: up to this many no-ops at reset")
     life_loss_terminal: bool = _f(True, doc="Atari: a lost life is terminal for learning (not for play)")
-    max_episode_steps: int = _f(0, lo=0, doc="0 = the env's own limit")
+    max_episode_steps: int = _f(0, lo=0, doc="agent steps per episode at most; 0 = the env's own limit")
     win_threshold: float = _f(500.0, doc="an episode scoring at least this is a win")
 
 
@@ -176,6 +177,8 @@ def _check_value(key: str, value, ftype, meta, source: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
     elif ftype is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")

@@ -35,17 +35,17 @@ class EnvSpec:
 
 
 def _base_env(cfg: EnvConfig) -> gym.Env:
-    kwargs = {}
-    if cfg.max_episode_steps:
-        kwargs["max_episode_steps"] = cfg.max_episode_steps
     if cfg.kind == "atari":
         import ale_py
 
         gym.register_envs(ale_py)
-        env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0, **kwargs)
-        return gym.wrappers.AtariPreprocessing(
+        env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0)
+        env = gym.wrappers.AtariPreprocessing(
             env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84,
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
+        # Outside the frame skip, so the limit counts agent steps, not emulator frames.
+        return gym.wrappers.TimeLimit(env, cfg.max_episode_steps) if cfg.max_episode_steps else env
+    kwargs = {"max_episode_steps": cfg.max_episode_steps} if cfg.max_episode_steps else {}
     return gym.make(cfg.id, **kwargs)
 
 

@@ -5,7 +5,8 @@ One row per observed frame, in a ring buffer. Row i holds the frame of s_i and, 
 An episode's last frame is a row without a transition. `pos[i]` is the row's index in
 its episode, so the stack for row i is rows i-k, k < stack, clamped at the episode's
 first row (the rule FrameStack uses while acting). An Atari replay of 400k rows holds
-400k frames (2.6 GiB) instead of the seed's 2 stacks per transition (~22 GiB).
+400k frames (2.6 GiB) instead of the seed's two 4-frame stacks per transition (21 GiB as laid
+out; ~10.5 GiB in practice, since consecutive transitions shared arrays).
 """
 from __future__ import annotations
 

@@ -135,13 +135,16 @@ def run_trial(spec: dict, ctx: dict) -> dict:
             if art.gan is None:
                 raise RuntimeError("mode 'simple' needs stage 3's GAN: run `bash 3-fit-gan.sh`")
             gan = art.gan
+            # the stage-3 generator's training-set size (all of stage 3's train split)
+            gan_info = {"gan_n_train": int(gan.info.get("n_train", -1))}
         else:  # constrained: a generator that has seen this trial's real sample only
             from .gan import fit_gan
 
             gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps)
             gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
                           seed=_seed(seed, "gan"))
-            gan_info = {"gan_restarts": int(gan.restarts)}
+            # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
+            gan_info = {"gan_restarts": int(gan.restarts), "gan_n_train": int(gan.info["n_train"])}
         parts.append(_fake_transitions(art, gan, n_fake, real_sub, _seed(seed, "fake", n_fake)))
         gan_s = time.time() - tg
 

@@ -46,13 +46,12 @@ def write_csv(rows: list[dict], path: str) -> None:
 
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         log: Callable[[str], None] = print) -> dict:
-    from ..dqn import train_dqn  # TensorFlow loads only when a stage really runs
-    from ..envs import env_spec
-
     config_hash = cfg.section_hash("env", "qnet", "dqn")
     done = already_done(store, run_id, STAGE, config_hash, force, log)
     if done:
         return done["metrics"]
+    from ..dqn import train_dqn  # TensorFlow loads only when the stage really runs
+    from ..envs import env_spec
     spec = env_spec(cfg.env)
     writer = store.writer(run_id, STAGE)
     writer.begin()

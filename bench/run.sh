@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run every benchmark once and keep their reports under bench/results/ (not committed).
+# Usage: bash bench/run.sh [--quick]   (--quick: shorter runs, for a smoke check)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=bench/results/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$OUT"
+if [[ "${1:-}" == "--quick" ]]; then
+  FIT=()
+  THR=(--steps 400 --learning-starts 200 --micro-reps 10)
+  MEM=(--rows 50000 --batches 200)
+else
+  FIT=(--sb3)
+  THR=(--steps 2000 --learning-starts 1000 --repeats 2)
+  MEM=()
+fi
+echo "== quick_fit (stage 1, quick profile, vs the 3-minute target; SB3 peer if installed)"
+"$PY" bench/quick_fit.py ${FIT[@]+"${FIT[@]}"} | tee "$OUT/quick_fit.txt"
+echo "== dqn_throughput (Breakout learning throughput vs Stable-Baselines3; train step vs matmul)"
+"$PY" bench/dqn_throughput.py ${THR[@]+"${THR[@]}"} | tee "$OUT/dqn_throughput.txt"
+echo "== replay_memory (peak RAM of a 400k-row Atari replay vs the seed's layout)"
+"$PY" bench/replay_memory.py ${MEM[@]+"${MEM[@]}"} | tee "$OUT/replay_memory.txt"
+echo "reports in $OUT"

@@ -1,0 +1,355 @@
+"""Stage 1 end to end: the `rlpad fit` CLI on real environments, real networks, a real store.
+
+Covers: outputs + manifest, skip / changed-config refusal / --force, kill -9 then resume,
+same-seed determinism, checksum errors naming the file, run-id refusal, the Breakout
+profile on the real ROM and Nature CNN, and (slow) the quick profile's acceptance score.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlpad.config import load_config
+from rlpad.replay import ReplayMemory
+from rlpad.store import ChecksumError, Store, sha256_file
+
+STAGE = "1-fit"
+_BIN = Path(sys.executable).parent / "rlpad"
+RLPAD = [str(_BIN)] if _BIN.exists() else [sys.executable, "-m", "rlpad.cli"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+       "PYTHONUNBUFFERED": "1"}
+
+# A few seconds of CartPole: two periodic evals, one mid-run checkpoint.
+QUICK_TINY = ["dqn.total_steps=600", "dqn.learning_starts=100", "dqn.train_freq=50",
+              "dqn.gradient_steps=5", "dqn.eval_every=300", "dqn.eval_episodes=2",
+              "dqn.final_eval_episodes=3", "dqn.checkpoint_every=300",
+              "dqn.stop_at_eval_return=0"]
+# Long enough (a train step every agent step) that a kill lands mid-run.
+QUICK_KILL = ["dqn.total_steps=3000", "dqn.learning_starts=100", "dqn.train_freq=1",
+              "dqn.gradient_steps=1", "dqn.eval_every=250", "dqn.eval_episodes=1",
+              "dqn.final_eval_episodes=2", "dqn.checkpoint_every=250", "dqn.buffer_size=10000",
+              "dqn.stop_at_eval_return=0"]
+BREAKOUT_TINY = ["dqn.total_steps=400", "dqn.learning_starts=100", "dqn.buffer_size=1000",
+                 "dqn.eval_every=400", "dqn.eval_episodes=1", "dqn.final_eval_episodes=1",
+                 "env.max_episode_steps=150", "dqn.checkpoint_every=200"]
+
+
+def _sets(overrides: list[str]) -> list[str]:
+    return [a for ov in overrides for a in ("--set", ov)]
+
+
+def rlpad_fit(store: Path, run: str, overrides: list[str], *extra: str, profile: str = "quick",
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, "--profile", profile,
+           *_sets(overrides), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def _ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
+    return p
+
+
+def _manifest(store: Path, run: str) -> dict:
+    return json.loads((store / run / STAGE / "manifest.json").read_text())
+
+
+def _weights_hash(model) -> str:
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def quick_tiny(tmp_path_factory):
+    """One tiny quick-profile fit shared by the tests that only read its outputs."""
+    store = tmp_path_factory.mktemp("quick-tiny") / "store"
+    p = _ok(rlpad_fit(store, "r", QUICK_TINY))
+    return store, "r", p
+
+
+# ---- (a) outputs, manifest, skip, changed config ------------------------------------------------
+def test_fit_outputs_and_manifest(quick_tiny):
+    store, run, p = quick_tiny
+    d = store / run / STAGE
+    m = _manifest(store, run)
+    files = m["files"]
+    tb = [n for n in files if n.startswith("tb/")]
+    assert {"qnet.weights.h5", "replay.h5", "curve.csv", "curve.png"} <= set(files)
+    assert tb and all("tfevents" in n for n in tb)
+    for name, info in files.items():  # every file is listed with its true sha256 and size
+        assert info["sha256"] == sha256_file(d / name), name
+        assert info["bytes"] == (d / name).stat().st_size, name
+    # the config and its hash are the ones asked for
+    cfg = load_config("quick", QUICK_TINY)
+    assert m["config"] == cfg.to_dict()
+    assert m["config_hash"] == cfg.section_hash("env", "qnet", "dqn")
+    assert m["stage"] == STAGE and m["run"] == run and m["wall_time_s"] > 0
+    assert "tensorflow-cpu" in m["versions"] or "tensorflow" in m["versions"]
+    mt = m["metrics"]
+    assert isinstance(mt["eval_return_mean"], float) and isinstance(mt["eval_return_std"], float)
+    assert mt["eval_episodes"] == 3 and len(mt["eval_returns"]) == 3
+    assert mt["eval_return_mean"] == pytest.approx(np.mean(mt["eval_returns"]))
+    assert mt["agent_steps"] == 600 and mt["resumed_from_step"] == 0
+    assert (mt["env_id"], mt["n_actions"], mt["embed_dim"]) == ("CartPole-v1", 2, 64)
+    # curve.csv: one row per periodic eval
+    with open(d / "curve.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [300, 600]
+    assert {"eval_return_mean", "eval_return_std", "td_loss", "epsilon"} <= set(rows[0])
+    assert (d / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # TensorBoard events hold the eval curve
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(d / "tb"))
+    ea.Reload()
+    tags = set(ea.Tags()["tensors"]) | set(ea.Tags()["scalars"])
+    assert {"charts/eval_return", "charts/episodic_return"} <= tags
+    # the replay is the whole run, readable; checkpoints are gone once the stage is done
+    rep = ReplayMemory.load(str(d / "replay.h5"))
+    assert rep.size == mt["replay_rows"] and rep.n_transitions() == mt["replay_transitions"] == 600
+    assert rep.frame_shape == (4,) and rep.stack == 1
+    assert not (d / "_ckpt").exists()
+
+
+def test_rerun_skips_and_keeps_manifest(quick_tiny, tmp_path):
+    store, run, _ = quick_tiny
+    before = (store / run / STAGE / "manifest.json").read_bytes()
+    p = _ok(rlpad_fit(store, run, QUICK_TINY))
+    assert "skipping" in p.stdout and "resuming" not in p.stdout
+    assert (store / run / STAGE / "manifest.json").read_bytes() == before
+
+
+def test_changed_config_is_refused_then_forced(quick_tiny, tmp_path):
+    src, run, _ = quick_tiny
+    store = tmp_path / "store"
+    shutil.copytree(src, store)
+    before = (store / run / STAGE / "manifest.json").read_bytes()
+    changed = QUICK_TINY + ["dqn.total_steps=300"]
+    p = rlpad_fit(store, run, changed)
+    assert p.returncode == 2
+    assert "--force" in p.stderr and "another config" in p.stderr
+    assert (store / run / STAGE / "manifest.json").read_bytes() == before
+    # a change outside stage 1's sections does not count
+    p = _ok(rlpad_fit(store, run, QUICK_TINY + ["gan.steps=7"]))
+    assert "skipping" in p.stdout
+    # --force redoes the stage with the new config
+    p = _ok(rlpad_fit(store, run, changed, "--force"))
+    assert "skipping" not in p.stdout
+    m = _manifest(store, run)
+    assert m["metrics"]["agent_steps"] == 300
+    assert m["config_hash"] == load_config("quick", changed).section_hash("env", "qnet", "dqn")
+    assert (store / run / STAGE / "manifest.json").read_bytes() != before
+
+
+# ---- (b) kill -9 mid-run, then resume ------------------------------------------------------------
+def _complete_ckpts(stage_dir: Path) -> list[int]:
+    d = stage_dir / "_ckpt"
+    if not d.exists():
+        return []
+    return sorted(int(p.name) for p in d.iterdir()
+                  if p.name.isdigit() and (p / "COMPLETE.json").exists())
+
+
+def test_kill9_then_resume(tmp_path):
+    store, run = tmp_path / "store", "killed"
+    stage_dir = store / run / STAGE
+    log = open(tmp_path / "first.log", "w")
+    cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, *_sets(QUICK_KILL)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV)
+    try:
+        deadline = time.time() + 300
+        while not _complete_ckpts(stage_dir):
+            assert proc.poll() is None, f"fit ended (rc {proc.returncode}) before any checkpoint"
+            assert time.time() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (stage_dir / "manifest.json").exists(), "the run finished before the kill"
+    steps = _complete_ckpts(stage_dir)
+    n = steps[-1]
+    assert 0 < n < 3000
+    marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
+    assert marker["step"] == n
+    pre_kill = tmp_path / "pre-kill-replay.h5"
+    shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
+
+    p = _ok(rlpad_fit(store, run, QUICK_KILL))
+    assert f"resuming from checkpoint at step {n:,}" in p.stdout, p.stdout[-2000:]
+    mt = _manifest(store, run)["metrics"]
+    assert mt["resumed_from_step"] == n > 0
+    assert mt["agent_steps"] == 3000  # the step counter went on from n, not from 0
+    # the replay kept the rows written before the kill: all of them, unchanged, first
+    pre = ReplayMemory.load(str(pre_kill))
+    post = ReplayMemory.load(str(stage_dir / "replay.h5"))
+    assert pre.size > n and mt["replay_rows"] == post.size > n
+    assert post.n_transitions() == 3000  # n before the kill + 3000 - n after
+    k = pre.size
+    for name in ("frames", "actions", "rewards", "terminals", "pos"):
+        np.testing.assert_array_equal(getattr(post, name)[:k], getattr(pre, name)[:k], err_msg=name)
+    # the learning curve spans the kill
+    with open(stage_dir / "curve.csv") as f:
+        curve_steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert curve_steps == list(range(250, 3001, 250))
+    assert not (stage_dir / "_ckpt").exists()
+
+
+# ---- (c) determinism ----------------------------------------------------------------------------
+class NoCkpt:
+    def save(self, local_dir: str, step: int, info: dict) -> None:
+        pass
+
+    def load(self, local_dir: str) -> dict | None:
+        return None
+
+
+DET = ["dqn.total_steps=500", "dqn.learning_starts=100", "dqn.train_freq=10",
+       "dqn.gradient_steps=4", "dqn.eval_every=250", "dqn.eval_episodes=2",
+       "dqn.final_eval_episodes=2", "dqn.target_update=50", "dqn.stop_at_eval_return=0"]
+
+
+def _train(tmp_path: Path, seed: int) -> tuple[str, str, dict, list[dict]]:
+    from rlpad.dqn import train_dqn
+    from rlpad.envs import env_spec
+
+    cfg = load_config("quick", DET + [f"seed={seed}"])
+    work = tmp_path / f"work-{seed}-{time.monotonic_ns()}"
+    work.mkdir()
+    res = train_dqn(cfg, env_spec(cfg.env), str(work), NoCkpt(), log=lambda s: None)
+    replay_hash = hashlib.sha256(res.replay.frames[:res.replay.size].tobytes()
+                                 + res.replay.actions[:res.replay.size].tobytes()).hexdigest()
+    return _weights_hash(res.agent.online.model), replay_hash, res.metrics, res.curve
+
+
+def test_same_seed_same_weights(tmp_path):
+    w1, r1, m1, c1 = _train(tmp_path, 1)
+    w2, r2, m2, c2 = _train(tmp_path, 1)
+    w3, r3, _, _ = _train(tmp_path, 2)
+    assert m1["agent_steps"] == 500
+    assert all(np.isfinite(row["td_loss"]) for row in c1)  # it did learn between evals
+    assert [row["td_loss"] for row in c1] == [row["td_loss"] for row in c2]
+    assert w1 == w2 and r1 == r2
+    assert m1["eval_returns"] == m2["eval_returns"]
+    assert w3 != w1 and r3 != r1
+
+
+# ---- (d) corrupted artifacts ----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["qnet.weights.h5", "replay.h5"])
+def test_flipped_byte_is_a_checksum_error(quick_tiny, tmp_path, name):
+    src, run, _ = quick_tiny
+    store = tmp_path / "store"
+    shutil.copytree(src, store)
+    reader = Store(str(store)).require(run, STAGE)
+    reader.local_path(name)  # intact: fine
+    f = store / run / STAGE / name
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError) as e:
+        reader.local_path(name)
+    assert name in str(e.value) and "--force" in str(e.value)
+    # the other files still verify
+    other = "replay.h5" if name == "qnet.weights.h5" else "qnet.weights.h5"
+    reader.local_path(other)
+
+
+# ---- (e) run ids ------------------------------------------------------------------------------
+def test_run_id_with_dotdot_is_refused(tmp_path):
+    store = tmp_path / "a" / "store"
+    p = rlpad_fit(store, "../x", QUICK_TINY)
+    assert p.returncode == 2
+    assert "run id '../x'" in p.stderr and "not allowed" in p.stderr
+    assert not (tmp_path / "a" / "x").exists()
+    assert "Traceback" not in p.stderr
+
+
+# ---- (f) Breakout: real ROM, real CNN, replay through HDF5 ---------------------------------------
+def test_breakout_tiny_end_to_end(tmp_path):
+    from rlpad.envs import FrameStack, env_spec, make_env
+    from rlpad.qnet import build_qnet
+
+    store = tmp_path / "store"
+    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    assert "eval return" in p.stdout
+    d = store / "b" / STAGE
+    m = _manifest(store, "b")
+    mt = m["metrics"]
+    assert (mt["env_id"], mt["n_actions"], mt["embed_dim"]) == ("ALE/Breakout-v5", 3, 512)
+    assert mt["agent_steps"] == 400 and mt["eval_episodes"] == 1
+    cfg = load_config("breakout", BREAKOUT_TINY)
+    spec = env_spec(cfg.env)
+    assert spec.obs_shape == (4, 84, 84) and spec.action_ids == (1, 2, 3)
+
+    # the shipped weights are a Nature CNN: conv 8x8x4->32, 4x4->64, 3x3->64, dense 3136->512->3
+    net = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
+    net.model.load_weights(str(d / "qnet.weights.h5"))
+    shapes = [tuple(w.shape) for w in net.model.get_weights()]
+    assert shapes == [(8, 8, 4, 32), (32,), (4, 4, 32, 64), (64,), (3, 3, 64, 64), (64,),
+                      (3136, 512), (512,), (512, 3), (3,)]
+
+    rep = ReplayMemory.load(str(d / "replay.h5"))
+    assert rep.frame_shape == (84, 84) and rep.frames.dtype == np.uint8 and rep.stack == 4
+    assert rep.size == mt["replay_rows"] and rep.n_transitions() == 400
+    assert rep.size < rep.capacity  # the whole run is held: row 0 is the first reset
+
+    # Re-drive a fresh env with the replay's actions: every frame, reward and stacked state the
+    # replay holds is what the real ROM produces (train_dqn resets with seed cfg.seed first).
+    env = make_env(cfg.env)
+    fs = FrameStack(spec)
+    rows = set(rep.transition_rows().tolist())
+    n_episodes, checked = 0, 0
+    try:
+        for i in range(rep.size):
+            if rep.pos[i] == 0:
+                obs, info = env.reset(seed=cfg.seed) if i == 0 else env.reset()
+                state = fs.reset(obs)
+                lives = info["lives"]
+                n_episodes += 1
+            np.testing.assert_array_equal(rep.frames[i], obs, err_msg=f"frame of row {i}")
+            if i in rows:
+                np.testing.assert_array_equal(rep.states(np.array([i]))[0], state)
+                checked += 1
+            if rep.has_next[i]:
+                obs, r, term, trunc, info = env.step(spec.action_ids[int(rep.actions[i])])
+                assert rep.rewards[i] == r
+                assert bool(rep.terminals[i]) == bool(term or info["lives"] < lives)
+                lives = info["lives"]
+                state = fs.push(obs)
+                assert rep.pos[i + 1] == rep.pos[i] + 1
+                if term or trunc:
+                    assert i + 1 == rep.size - 1 or rep.pos[i + 2] == 0
+    finally:
+        env.close()
+    assert checked == 400 and n_episodes >= 2  # max_episode_steps=150 agent steps: several episodes
+
+
+# ---- (g) acceptance: the quick profile solves CartPole ------------------------------------------
+@pytest.mark.slow
+def test_quick_profile_solves_cartpole(tmp_path):
+    """Acceptance 1: the quick profile, fixed seed, >= 475 over 20 evaluation episodes."""
+    store = tmp_path / "store"
+    t0 = time.time()
+    p = _ok(rlpad_fit(store, "quick", [], timeout=900))
+    wall = time.time() - t0
+    mt = _manifest(store, "quick")["metrics"]
+    print(f"quick profile stage 1: {wall:.0f} s wall, eval return {mt['eval_return_mean']:.1f} "
+          f"± {mt['eval_return_std']:.1f} over {mt['eval_episodes']} episodes")
+    assert mt["eval_episodes"] == 20
+    assert mt["eval_return_mean"] >= 475, p.stdout[-2000:]
