@@ -110,10 +110,10 @@ class GanConfig:
     checkpoint_every: int = _f(1_000, lo=1)
     critic_layer_norm: bool = _f(False, doc="wgan-gp: LayerNorm after each critic hidden layer")
     clip_to_range: bool = _f(True, doc="wgan-gp: clip generated features to the data's per-dim range")
-    jit_compile: bool = _f(False, doc="XLA-compile the train step")
     g_ema: float = _f(0.999, lo=0.0, hi=0.99999,
-                      doc="wgan-gp: sample from an exponential moving average of G's weights with "
-                          "this decay (0 = off)")
+                      doc="wgan-gp: sample from an exponential moving average of G's weights; the "
+                          "decay is min(this, (1+t)/(10+t)) at step t, so short runs average over "
+                          "roughly their last 10 % of steps (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,8 @@ class EvalConfig:
     refit_double_dqn: bool = _f(True, doc="Double DQN targets in the refit")
     refit_cql_alpha: float = _f(0.0, lo=0.0, doc="CQL(H) penalty weight (0 = plain offline DQN)")
     constrained_gan_steps: int = _f(1_000, lo=1)
+    constrained_gan_hidden: list[int] = _f([128, 128], doc="G and D widths of a per-trial GAN")
+    constrained_gan_batch: int = _f(100, lo=1)
     episodes: int = _f(10, lo=1, doc="evaluation episodes per trial")
     n_envs: int = _f(10, lo=1, doc="vectorised envs for play")
 

@@ -140,7 +140,10 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         else:  # constrained: a generator that has seen this trial's real sample only
             from .gan import fit_gan
 
-            gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps)
+            gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps,
+                                       batch_size=min(e.constrained_gan_batch, n_real),
+                                       g_hidden=e.constrained_gan_hidden,
+                                       d_hidden=e.constrained_gan_hidden)
             gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
                           seed=_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)

@@ -7,8 +7,6 @@ import shutil
 import tempfile
 from typing import Callable
 
-import numpy as np
-
 from ..config import Config
 from ..store import Store
 from .common import StoreCheckpointer, already_done
@@ -29,16 +27,10 @@ def load_fitted_gan(store: Store, run_id: str):
         return FittedGan.load(d)
 
 
-def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng([seed, 3]).permutation(n)
-    k = int(round(n * fraction))
-    return np.sort(perm[k:]), np.sort(perm[:k])
-
-
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         log: Callable[[str], None] = print) -> dict:
     from ..embed import Embedded
-    from ..gan import fit_gan
+    from ..gan import fit_gan, holdout_split
     from ..gan_quality import plot_histograms, plot_training, quality_report
     from ..progress import Progress
 
@@ -49,7 +41,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         return done["metrics"]
     emb = Embedded.load(tr.local_path("embeddings.h5"))
     n_classes = len(emb.class_table)
-    train, hold = holdout_split(len(emb.labels), cfg.gan.holdout_fraction, cfg.seed)
+    train, hold = holdout_split(emb.labels, cfg.gan.holdout_fraction, cfg.seed)
     ckpt = StoreCheckpointer(store, run_id, STAGE, config_hash)
     writer = store.writer(run_id, STAGE)
     writer.begin()
