@@ -70,7 +70,9 @@ def compare(treated: Iterable[float], control: Iterable[float], level: float = 0
         if se2 > 0:
             df = se2 ** 2 / (v1 ** 2 / (n1 - 1) + v2 ** 2 / (n2 - 1))  # Welch-Satterthwaite
             half = float(sps.t.ppf(0.5 + level / 2, df) * math.sqrt(se2))
-            res = sps.ttest_ind(t_, c, equal_var=False)
+            with warnings.catch_warnings():  # near-identical samples: scipy warns, p is still valid
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = sps.ttest_ind(t_, c, equal_var=False)
             out.update(lift_lo=out["lift"] - half, lift_hi=out["lift"] + half, df=float(df),
                        t=float(res.statistic), p_welch=float(res.pvalue))
     if np.ptp(np.concatenate([t_, c])) > 0:
