@@ -64,6 +64,7 @@ class TrialArtifacts:
 def load_artifacts(ctx: dict) -> TrialArtifacts:
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # each trial traces its own refit loop: not a retracing bug
     try:  # one Spark task per core: TF must not spread one trial over every core
         tf.config.threading.set_intra_op_parallelism_threads(ctx.get("tf_threads", 1))
         tf.config.threading.set_inter_op_parallelism_threads(1)

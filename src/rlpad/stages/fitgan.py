@@ -79,7 +79,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
             "n_train": int(len(train)), "n_holdout": int(len(hold)),
             "per_class": report["per_class"],
             "steps": cfg.gan.steps,
-            "train_steps_per_s": fitted.info.get("steps_per_s"),
+            "train_steps_per_s": fitted.info["steps"] / max(fitted.info["wall_s"], 1e-9),
+            "wall_s_fit": fitted.info["wall_s"],
         }
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       upstream={"2-transform": tr.manifest_sha256})
