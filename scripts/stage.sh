@@ -14,6 +14,7 @@ rlpad_stage() {
       fi
       .venv/bin/rlpad "$cmd" "${args[@]}" "$@" ;;
     docker)
+      require_image || return $?
       local mounts=()
       case "$RLPAD_STORE" in
         gs://*|gcs://*)
@@ -36,6 +37,22 @@ rlpad_stage() {
       echo "rlpad: RLPAD_RUNNER must be local or docker, got '$RLPAD_RUNNER' (config.sh)" >&2
       return 2 ;;
   esac
+}
+
+# Refuse an image that does not hold the project (wrong tag, stale registry copy).
+require_image() {
+  local ref; ref=$(image_ref)
+  if ! command -v "$RLPAD_ENGINE" >/dev/null 2>&1; then
+    echo "rlpad: RLPAD_RUNNER=docker needs '$RLPAD_ENGINE' (RLPAD_ENGINE in config.sh)" >&2; return 2
+  fi
+  local label
+  label=$("$RLPAD_ENGINE" image inspect --format '{{ index .Config.Labels "org.rlpad.project" }}' "$ref" 2>/dev/null) || {
+    echo "rlpad: image $ref is not here: run 'RLPAD_RUNNER=docker bash build.sh' first" >&2; return 2; }
+  if [ "$label" != rlpad ]; then
+    echo "rlpad: image $ref lacks the project (no org.rlpad.project label): rebuild it with" \
+         "'RLPAD_RUNNER=docker bash build.sh'" >&2
+    return 2
+  fi
 }
 
 image_ref() {
