@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(cmd[0], cmd)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+
+    # gcsfs logs a full traceback for every exhausted retry; the store turns those into
+    # one clear error, printed below.
+    logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
     try:
         cfg = load_config(args.profile, args.overrides)
         if args.command == "config":

@@ -451,8 +451,18 @@ class StageReader:
             cache.mkdir(parents=True, exist_ok=True)
             path = str(cache / name)
             if not (os.path.exists(path) and sha256_file(path) == want):
-                self.store.get_file(src, path + ".part")
-                os.replace(path + ".part", path)
+                # Several processes (Spark workers) may fetch the same file at once: each
+                # downloads to its own temp name, then renames (atomic; the last one wins).
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, part = tempfile.mkstemp(dir=os.path.dirname(path),
+                                            prefix=f".{os.path.basename(path)}.", suffix=".part")
+                os.close(fd)
+                try:
+                    self.store.get_file(src, part)
+                    os.replace(part, path)
+                finally:
+                    if os.path.exists(part):
+                        os.remove(part)
         got = sha256_file(path)
         if got != want:
             raise ChecksumError(

@@ -17,7 +17,11 @@ class FitOutputs:
     @classmethod
     def open(cls, store: Store, run: str) -> "FitOutputs":
         reader = store.require(run, "1-fit")
-        return cls(reader, config_from_dict(reader.manifest["config"], f"{reader.stage} manifest"))
+        # Only what stage 1 depends on: later additions to other sections must not make
+        # finished runs unreadable.
+        recorded = reader.manifest["config"]
+        own = {k: recorded[k] for k in ("seed", "env", "qnet", "dqn") if k in recorded}
+        return cls(reader, config_from_dict(own, f"{store.url(run, reader.stage, 'manifest.json')}"))
 
     def spec(self):
         from ..envs import env_spec

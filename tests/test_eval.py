@@ -1,0 +1,323 @@
+"""Stage 4 (`rlpad eval`) on the shared quick run, with a tiny grid on real Spark.
+
+Covers: the grid's shape; a trial is a pure function of its spec (twice in one process ->
+identical); constrained mode's generator sees only the trial's own real rows; a stage killed
+mid-grid re-runs only its unfinished trials; the outputs and manifest; local[2] and a
+standalone master + worker on 127.0.0.1 give the same per-episode scores and table; local[2,3]
+with failures injected on first attempts gives the same table again.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import RLPAD, ROOT, rlpad
+from rlpad.config import load_config
+from rlpad.store import Store
+from rlpad.trials import grid_specs
+
+STAGE = "4-eval"
+HERE = Path(__file__).resolve().parent
+CLUSTER = ROOT / "scripts" / "spark-cluster.sh"
+EVAL_SETS = ["eval.n_real=[200,0]", "eval.n_fake=[0,500]", "eval.repetitions=1",
+             "eval.refit_steps=300", "eval.episodes=2", "eval.n_envs=2",
+             "eval.constrained_gan_steps=30"]
+EVAL = [a for s in EVAL_SETS for a in ("--set", s)]
+N_TRIALS = 6  # 2 n_real x (none@0 + simple@500 + constrained@500)
+TIMING = ("gan_s", "refit_s", "play_s", "wall_s")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _copy_run(store: str, run: str, dst: Path) -> Path:
+    for s in ("1-fit", "2-transform", "3-fit-gan"):
+        shutil.copytree(Path(store) / run / s, dst / run / s)
+    return dst
+
+
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ctx(store: str, run: str) -> dict:
+    """What stage 4 hands every trial (see rlpad.stages.evaluate)."""
+    st = Store(store)
+    upstream = {s: st.manifest(run, s)["_sha256"] for s in ("1-fit", "2-transform", "3-fit-gan")}
+    return {"store": store, "run": run, "config": load_config("quick", EVAL_SETS).to_dict(),
+            "upstream": upstream}
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+# ---- the grid --------------------------------------------------------------------------------
+def test_grid_specs_shapes():
+    cfg = load_config("quick", ["eval.n_real=[200,0,5000,200]", "eval.n_fake=[0,100,500,100]",
+                                "eval.repetitions=2"])
+    specs = grid_specs(cfg, n_available=3000)
+    ids = [s["trial_id"] for s in specs]
+    assert len(ids) == len(set(ids))
+    # n_real: duplicates collapse; 0 means all; more than there is is capped at all.
+    assert sorted({s["n_real"] for s in specs}) == [200, 3000]
+    assert all(s["all_real"] == (s["n_real"] == 3000) for s in specs)
+    # 2 n_real x (none at 0 + 2 padded modes x 2 padding levels) x 2 repetitions
+    assert len(specs) == 2 * (1 + 2 * 2) * 2
+    for s in specs:
+        if s["mode"] == "none":
+            assert s["n_fake"] == 0
+        else:
+            assert s["mode"] in ("simple", "constrained") and s["n_fake"] in (100, 500)
+    assert {s["n_fake"] for s in specs if s["mode"] == "none"} == {0}
+    # Paired design: one seed per (n_real, rep), shared by every mode and padding level.
+    seeds: dict[tuple[int, int], set[int]] = {}
+    for s in specs:
+        seeds.setdefault((s["n_real"], s["rep"]), set()).add(s["seed"])
+    assert all(len(v) == 1 for v in seeds.values())
+    assert len({next(iter(v)) for v in seeds.values()}) == len(seeds)  # distinct across cells
+    # Deterministic, and a different base seed gives different trial seeds.
+    assert grid_specs(cfg, 3000) == specs
+    other = grid_specs(load_config("quick", ["seed=2", "eval.n_real=[200,0,5000,200]",
+                                             "eval.n_fake=[0,100,500,100]",
+                                             "eval.repetitions=2"]), 3000)
+    assert {s["seed"] for s in other}.isdisjoint({s["seed"] for s in specs})
+
+
+def test_grid_specs_without_none_mode_or_padding():
+    cfg = load_config("quick", ["eval.n_real=[0]", "eval.n_fake=[0]", "eval.repetitions=1"])
+    specs = grid_specs(cfg, 1234)
+    assert [(s["mode"], s["n_real"], s["n_fake"]) for s in specs] == [("none", 1234, 0)]
+    cfg = load_config("quick", ["eval.modes=['simple']", "eval.n_fake=[0,50]",
+                                "eval.n_real=[10]", "eval.repetitions=3"])
+    specs = grid_specs(cfg, 1234)
+    assert {(s["mode"], s["n_fake"]) for s in specs} == {("simple", 50)} and len(specs) == 3
+
+
+# ---- one trial, in this process ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trial_ctx(quick_run):
+    import tensorflow as tf
+
+    # Start TF's runtime with its defaults first: load_artifacts would otherwise pin this
+    # whole pytest process to one TF thread (what it does in a Spark worker).
+    tf.zeros(1).numpy()
+    store, run = quick_run
+    return _ctx(store, run), {s["trial_id"]: s for s in
+                              grid_specs(load_config("quick", EVAL_SETS),
+                                         Store(store).manifest(run, "2-transform")
+                                         ["metrics"]["n_transitions"])}
+
+
+def test_run_trial_is_deterministic(trial_ctx):
+    from rlpad.spark import clear_worker_cache
+    from rlpad.trials import run_trial
+
+    ctx, specs = trial_ctx
+    spec = specs["simple-r200-f500-000"]
+    a = run_trial(spec, ctx)
+    clear_worker_cache()  # the second run reloads every artifact too
+    b = run_trial(spec, ctx)
+    strip = lambda r: {k: v for k, v in r.items() if k not in TIMING}  # noqa: E731
+    assert strip(a) == strip(b)
+    assert len(a["scores"]) == 2 and all(s > 0 for s in a["scores"])
+    assert a["n_real"] == 200 and a["n_fake"] == 500 and len(a["td_loss"]) == 10
+
+
+def test_constrained_gan_sees_only_the_trials_rows(trial_ctx, quick_run):
+    from rlpad.trials import run_trial
+
+    ctx, specs = trial_ctx
+    store, run = quick_run
+    stage3_train = Store(store).manifest(run, "3-fit-gan")["metrics"]["n_train"]
+    c = run_trial(specs["constrained-r200-f500-000"], ctx)
+    assert c["gan_n_train"] == c["n_real"] == 200
+    assert c["gan_restarts"] == 0
+    s = run_trial(specs["simple-r200-f500-000"], ctx)
+    assert s["gan_n_train"] == stage3_train > 200  # the shared generator saw far more
+    n = run_trial(specs["none-r200-f0-000"], ctx)
+    assert "gan_n_train" not in n and n["gan_s"] == 0.0
+    # The same real sample under every mode (paired design): same seed, same n_real.
+    assert c["seed"] == s["seed"] == n["seed"]
+
+
+# ---- the stage through the CLI: kill, resume, outputs ------------------------------------------
+@dataclass
+class KilledRun:
+    store: Path
+    run: str
+    killed_rc: int
+    manifest_after_kill: bool
+    persisted: list[str]
+    tampered: str
+    rerun: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="module")
+def eval_local(quick_run, tmp_path_factory) -> KilledRun:
+    """Stage 4 on local[2], SIGKILLed (driver, JVM and workers) once a trial is saved, then
+    rerun. One saved trial's wall_s is rewritten to 999 before the rerun: if it shows in the
+    final trials.csv, that trial was not run again."""
+    store, run = quick_run
+    copy = _copy_run(store, run, tmp_path_factory.mktemp("eval-local"))
+    args = ["eval", "--store", str(copy), "--run", run, "--master", "local[2]", *EVAL]
+    trials = copy / run / STAGE / "_trials"
+    proc = subprocess.Popen(RLPAD + args, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        while not list(trials.glob("*/*.json")):
+            if proc.poll() is not None:
+                pytest.fail(f"eval ended before saving a trial:\n{proc.stdout.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail("no trial saved within 300 s")
+            time.sleep(0.05)
+    finally:
+        _kill_group(proc)
+    persisted = sorted(p.stem for p in trials.glob("*/*.json"))
+    manifest_after_kill = (copy / run / STAGE / "manifest.json").exists()
+    tampered = persisted[0]
+    path = next(trials.glob(f"*/{tampered}.json"))
+    r = json.loads(path.read_text())
+    path.write_text(json.dumps({**r, "wall_s": 999.0}))
+    rerun = rlpad(*args, timeout=600)
+    return KilledRun(copy, run, proc.returncode, manifest_after_kill, persisted, tampered, rerun)
+
+
+def test_killed_eval_reruns_only_unfinished_trials(eval_local):
+    e = eval_local
+    assert e.killed_rc == -signal.SIGKILL
+    assert not e.manifest_after_kill
+    k = len(e.persisted)
+    assert 1 <= k < N_TRIALS, "the kill should land mid-grid"
+    out = e.rerun.stdout
+    assert f"{k} of {N_TRIALS} trials already finished; running the rest" in out, out
+    progress = re.findall(r"trials (\d+)/(\d+) \(\+(\d+) done before\)", out)
+    assert progress and progress[-1] == (str(N_TRIALS - k), str(N_TRIALS - k), str(k)), out
+    rows = {r["trial_id"]: r for r in _csv(e.store / e.run / STAGE / "trials.csv")}
+    assert float(rows[e.tampered]["wall_s"]) == 999.0  # kept, not re-run
+    assert all(float(r["wall_s"]) != 999.0 for t, r in rows.items() if t != e.tampered)
+
+
+def test_eval_outputs_and_manifest(eval_local):
+    e = eval_local
+    out = e.store / e.run / STAGE
+    m = json.loads((out / "manifest.json").read_text())
+    for name in ("episodes.csv", "trials.csv", "summary.json", "table.txt", "scores.png"):
+        assert (out / name).is_file() and name in m["files"], name
+    assert (out / "scores.png").read_bytes()[:8] == PNG
+    assert not (out / "_trials").exists()  # cleared once published
+    st = Store(str(e.store))
+    assert m["upstream"] == {s: st.manifest(e.run, s)["_sha256"]
+                             for s in ("1-fit", "2-transform", "3-fit-gan")}
+    met = m["metrics"]
+    assert met["n_trials"] == N_TRIALS
+    n_all = st.manifest(e.run, "2-transform")["metrics"]["n_transitions"]
+    assert met["n_available_real"] == n_all
+    assert isinstance(met["sanity_recovery"], float)
+    assert met["sanity_recovery"] == pytest.approx(met["sanity_all_real_mean"]
+                                                   / met["stage1_eval_return_mean"])
+    episodes = _csv(out / "episodes.csv")
+    assert len(episodes) == N_TRIALS * 2
+    assert {(r["mode"], r["n_real"], r["n_fake"]) for r in episodes} == {
+        ("none", "200", "0"), ("simple", "200", "500"), ("constrained", "200", "500"),
+        ("none", str(n_all), "0"), ("simple", str(n_all), "500"),
+        ("constrained", str(n_all), "500")}
+    trials = _csv(out / "trials.csv")
+    assert sorted(r["trial_id"] for r in trials) == sorted({r["trial_id"] for r in episodes})
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["summary"]) == N_TRIALS and summary["sanity_recovery"] == met["sanity_recovery"]
+    table = (out / "table.txt").read_text()
+    assert table.strip() == met["table"].strip()
+    assert met["table"].strip() in e.rerun.stdout  # the stage prints its table
+    for mode in ("none", "simple", "constrained"):
+        assert re.search(rf"^{mode}\s+200\s", table, re.M), table
+
+
+# ---- the same grid on a standalone cluster -----------------------------------------------------
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("spark-cluster")
+    args = ["--run-dir", str(run_dir)]
+    r = subprocess.run([str(CLUSTER), "start", "--port", str(_free_port()), "--webui-port",
+                        str(_free_port()), "--cores", "2", "--memory", "1536m", *args],
+                       capture_output=True, text=True, timeout=240)
+    try:
+        assert r.returncode == 0, r.stderr
+        url = r.stdout.strip().splitlines()[-1]
+        assert url.startswith("spark://127.0.0.1:")
+        yield url
+    finally:
+        subprocess.run([str(CLUSTER), "stop", *args], capture_output=True, timeout=60)
+
+
+def test_standalone_cluster_matches_local(quick_run, eval_local, standalone_cluster, tmp_path):
+    store, run = quick_run
+    copy = _copy_run(store, run, tmp_path / "store")
+    # What 4-scaled-simple-eval.sh does for a spark:// master: spark-submit, client mode.
+    p = rlpad("eval", "--store", str(copy), "--run", run, "--master", standalone_cluster,
+              "--executors", "1", "--executor-cores", "2", "--executor-memory", "1g",
+              "--submit", *EVAL, timeout=600)
+    assert "spark-submit" in p.stderr
+    a, b = eval_local.store / run / STAGE, copy / run / STAGE
+    assert _csv(b / "episodes.csv") == _csv(a / "episodes.csv")
+    assert (b / "table.txt").read_text() == (a / "table.txt").read_text()
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(_csv(b / "trials.csv")) == strip(_csv(a / "trials.csv"))
+    ma = json.loads((a / "manifest.json").read_text())["metrics"]
+    mb = json.loads((b / "manifest.json").read_text())["metrics"]
+    assert mb["summary"] == ma["summary"] and mb["sanity_recovery"] == ma["sanity_recovery"]
+
+
+# ---- local[2,3] with injected first-attempt failures ----------------------------------------------
+def test_retried_trials_give_the_same_table(quick_run, eval_local):
+    from rlpad import stats
+    from rlpad.spark import SparkSettings, run_grid, session
+    from rlpad.stages.evaluate import episode_rows
+
+    store, run = quick_run
+    # The grid runs on the fixture's (untouched) store: trials only read it.
+    ctx = _ctx(store, run)
+    n_all = Store(store).manifest(run, "2-transform")["metrics"]["n_transitions"]
+    flaky = {"simple-r200-f500-000", "none-r200-f0-000", "constrained-r" + str(n_all) + "-f500-000"}
+    specs = [dict(s, flaky=s["trial_id"] in flaky)
+             for s in grid_specs(load_config("quick", EVAL_SETS), n_all)]
+    assert len(specs) == N_TRIALS and sum(s["flaky"] for s in specs) == 3
+    with session(SparkSettings(master="local[2,3]")) as spark:
+        spark.sparkContext.addPyFile(str(HERE / "eval_flaky_trial.py"))
+        results = run_grid(specs, "eval_flaky_trial:flaky_trial", ctx, spark=spark)
+    attempts = {r["trial_id"]: r.pop("attempt") for r in results}
+    assert {t for t, a in attempts.items() if a > 0} == flaky
+    assert all(attempts[t] == 1 for t in flaky)
+
+    ref = eval_local.store / run / STAGE
+    ref_eps = [{**r, "n_real": int(r["n_real"]), "n_fake": int(r["n_fake"]),
+                "rep": int(r["rep"]), "episode": int(r["episode"]), "score": float(r["score"]),
+                "length": int(r["length"])} for r in _csv(ref / "episodes.csv")]
+    eps = episode_rows(results)
+    assert eps == ref_eps  # identical per-episode scores
+    table = stats.format_table(stats.summarize(eps, 500.0))
+    assert table == stats.format_table(stats.summarize(ref_eps, 500.0))
+    # ... and the printed table's body (its first line is the title) is the same text.
+    assert table == "\n".join((ref / "table.txt").read_text().rstrip("\n").splitlines()[1:])
