@@ -6,9 +6,12 @@ downstream tests work on a real, competent agent; stages 2-3 use small budgets.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -17,6 +20,32 @@ RLPAD = [sys.executable, "-m", "rlpad.cli"]
 QUICK_GAN = ["--set", "gan.steps=300", "--set", "gan.checkpoint_every=100"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def standalone_spark(run_dir: Path, before_stop=None) -> Iterator[tuple[str, list[str]]]:
+    """A real standalone master + worker on 127.0.0.1 (scripts/spark-cluster.sh):
+    yields (master URL, the script's --run-dir args); `before_stop` runs before teardown."""
+    script = ROOT / "scripts" / "spark-cluster.sh"
+    args = ["--run-dir", str(run_dir)]
+    r = subprocess.run([str(script), "start", "--port", str(free_port()), "--webui-port",
+                        str(free_port()), "--cores", "2", "--memory", "1536m", *args],
+                       capture_output=True, text=True, timeout=240)
+    try:
+        assert r.returncode == 0, r.stderr
+        url = r.stdout.strip().splitlines()[-1]
+        assert url.startswith("spark://127.0.0.1:")
+        yield url, args
+    finally:
+        if before_stop:
+            before_stop()  # the app goes before its cluster
+        subprocess.run([str(script), "stop", *args], capture_output=True, timeout=60)
 
 
 def rlpad(*args: str, check: bool = True, timeout: float = 900, env: dict | None = None

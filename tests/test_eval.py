@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -22,14 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RLPAD, ROOT, rlpad
+from conftest import RLPAD, ROOT, rlpad, standalone_spark
 from rlpad.config import load_config
 from rlpad.store import Store
 from rlpad.trials import grid_specs
 
 STAGE = "4-eval"
 HERE = Path(__file__).resolve().parent
-CLUSTER = ROOT / "scripts" / "spark-cluster.sh"
 EVAL_SETS = ["eval.n_real=[200,0]", "eval.n_fake=[0,500]", "eval.repetitions=1",
              "eval.refit_steps=300", "eval.episodes=2", "eval.n_envs=2",
              "eval.constrained_gan_steps=30"]
@@ -37,12 +35,6 @@ EVAL = [a for s in EVAL_SETS for a in ("--set", s)]
 N_TRIALS = 6  # 2 n_real x (none@0 + simple@500 + constrained@500)
 TIMING = ("gan_s", "refit_s", "play_s", "wall_s")
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _copy_run(store: str, run: str, dst: Path) -> Path:
@@ -258,18 +250,8 @@ def test_eval_outputs_and_manifest(eval_local):
 # ---- the same grid on a standalone cluster -----------------------------------------------------
 @pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("spark-cluster")
-    args = ["--run-dir", str(run_dir)]
-    r = subprocess.run([str(CLUSTER), "start", "--port", str(_free_port()), "--webui-port",
-                        str(_free_port()), "--cores", "2", "--memory", "1536m", *args],
-                       capture_output=True, text=True, timeout=240)
-    try:
-        assert r.returncode == 0, r.stderr
-        url = r.stdout.strip().splitlines()[-1]
-        assert url.startswith("spark://127.0.0.1:")
+    with standalone_spark(tmp_path_factory.mktemp("spark-cluster")) as (url, _):
         yield url
-    finally:
-        subprocess.run([str(CLUSTER), "stop", *args], capture_output=True, timeout=60)
 
 
 def test_standalone_cluster_matches_local(quick_run, eval_local, standalone_cluster, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port, standalone_spark
 from rlpad import toy_trial
 from rlpad.spark import (GridProgress, SparkClusterError, SparkSettings, SparkSettingsError,
                          TrialError, ctx_key, parse_master, run_grid, session,
@@ -40,12 +40,6 @@ def _strip(results: list[dict]) -> list[dict]:
 def _expected(specs=SPECS) -> list[dict]:
     out = [json.loads(json.dumps(toy_trial.run_trial(s, CTX))) for s in specs]
     return _strip(sorted(out, key=lambda r: r["trial_id"]))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Sessions:
@@ -107,7 +101,7 @@ def test_other_settings_are_checked():
 
 
 def test_unreachable_master_fails_fast():
-    port = _free_port()  # closed again: nothing listens there
+    port = free_port()  # closed again: nothing listens there
     t0 = time.monotonic()
     with pytest.raises(SparkClusterError, match=f"127.0.0.1:{port}.*not reachable"):
         run_grid(SPECS, TOY, CTX, SparkSettings(master=f"spark://127.0.0.1:{port}"))
@@ -259,19 +253,8 @@ def test_on_result_error_cancels_the_grid(sessions):
 # ---- standalone master + worker --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def standalone(sessions, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("spark-cluster")
-    args = ["--run-dir", str(run_dir)]
-    r = subprocess.run([str(SCRIPT), "start", "--port", str(_free_port()), "--webui-port",
-                        str(_free_port()), "--cores", "2", "--memory", "1536m", *args],
-                       capture_output=True, text=True, timeout=240)
-    try:
-        assert r.returncode == 0, r.stderr
-        url = r.stdout.strip().splitlines()[-1]
-        assert url.startswith("spark://127.0.0.1:")
-        yield url, args
-    finally:
-        sessions.close()  # the app goes before its cluster
-        subprocess.run([str(SCRIPT), "stop", *args], capture_output=True, timeout=60)
+    with standalone_spark(tmp_path_factory.mktemp("spark-cluster"), before_stop=sessions.close) as c:
+        yield c
 
 
 def test_standalone_grid_matches_local(sessions, standalone):
