@@ -122,13 +122,17 @@ class EvalConfig:
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"])
     repetitions: int = _f(3, lo=1)
-    refit_steps: int = _f(8_000, lo=1)
+    refit_steps: int = _f(12_000, lo=1)
     refit_batch: int = _f(128, lo=1)
     refit_lr: float = _f(3e-3, lo=0.0, hi=1.0)
     refit_target_update: int = _f(100, lo=1)
     refit_gamma: float = _f(0.0, lo=0.0, hi=1.0, doc="0 = stage 1's gamma")
     refit_double_dqn: bool = _f(True, doc="Double DQN targets in the refit")
     refit_cql_alpha: float = _f(0.0, lo=0.0, doc="CQL(H) penalty weight (0 = plain offline DQN)")
+    refit_average_from: float = _f(0.5, lo=0.0, hi=1.0,
+                                   doc="average each head's weights over the steps after this "
+                                       "fraction of the refit (1 = off)")
+    refit_ensemble: int = _f(3, lo=1, doc="heads refit side by side; the result is their average")
     constrained_gan_steps: int = _f(1_000, lo=1)
     constrained_gan_hidden: list[int] = _f([128, 128], doc="G and D widths of a per-trial GAN")
     constrained_gan_batch: int = _f(100, lo=1)

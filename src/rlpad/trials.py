@@ -157,7 +157,8 @@ def run_trial(spec: dict, ctx: dict) -> dict:
     res = refit_head(Transitions.concat(parts), art.spec.n_actions,
                      RefitSettings(e.refit_steps, e.refit_batch, e.refit_lr, gamma,
                                    e.refit_target_update, _seed(seed, "refit", mode, n_fake),
-                                   double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha))
+                                   double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,
+                                   average_from=e.refit_average_from, ensemble=e.refit_ensemble))
     refit_s = time.time() - tr
 
     import tensorflow as tf
