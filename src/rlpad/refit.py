@@ -65,73 +65,71 @@ class RefitResult:
 
 
 def refit_head(data: Transitions, n_actions: int, s: RefitSettings) -> RefitResult:
-    """Refit `s.ensemble` fresh heads side by side (own init, own minibatches, one loop) and
-    return their weight average. Q is linear in a head's weights, so the average of heads is
-    itself a head: it has the architecture above the cut and the mean of their Q-values.
-    Each head's weights are also averaged along its own trajectory after `average_from`.
-    Offline Q-learning on frozen features drifts between good and poor policies from seed to
-    seed; both averages damp that drift (quick profile: see the README's refit note)."""
+    """Refit `s.ensemble` fresh heads side by side (own init, own minibatches) and return their
+    weight average. A head is ReLU -> Dense(actions): Q is linear in its weights, so the average
+    of heads is itself a head, with the mean of their Q-values. Each head's weights are also
+    averaged along its own trajectory after `average_from` (Polyak & Juditsky 1992). Offline
+    Q-learning on frozen features drifts between good and poor policies from seed to seed; both
+    averages damp that drift (see the README's refit note). The K heads are one batched
+    computation (weights of shape (K, D, A)), so the ensemble costs little more than one head."""
     if len(data) == 0:
         raise ValueError("refit needs at least one transition")
-    keras.utils.set_random_seed(s.seed)
-    dim = data.e_s.shape[1]
-    heads = [build_head(dim, n_actions, name=f"refit_head_{k}") for k in range(s.ensemble)]
-    targets = [build_head(dim, n_actions, name=f"refit_target_{k}") for k in range(s.ensemble)]
-    opts = [keras.optimizers.Adam(learning_rate=s.lr) for _ in heads]
-    for h, t, o in zip(heads, targets, opts):
-        t.set_weights(h.get_weights())
-        o.build(h.trainable_variables)
-    d = {k: tf.constant(getattr(data, k)) for k in ("e_s", "action", "reward", "e_next", "terminal")}
-    n = len(data)
-    window = max(1, s.steps // s.log_points)
-    # Iterate averaging (Polyak & Juditsky 1992) of each head, at no extra cost.
-    avgs = [[tf.Variable(v) for v in h.trainable_variables] for h in heads]
+    k, dim, n = s.ensemble, data.e_s.shape[1], len(data)
+    rng = np.random.default_rng(s.seed)
+    limit = np.sqrt(6.0 / (dim + n_actions))  # Glorot uniform, as a fresh Keras Dense
+    w = tf.Variable(rng.uniform(-limit, limit, (k, dim, n_actions)).astype(np.float32))
+    b = tf.Variable(np.zeros((k, n_actions), np.float32))
+    w_t, b_t = tf.Variable(w), tf.Variable(b)
+    w_avg, b_avg = tf.Variable(w), tf.Variable(b)
+    opt = keras.optimizers.Adam(learning_rate=s.lr)
+    opt.build([w, b])
+    d = {f: tf.constant(getattr(data, f)) for f in ("e_s", "action", "reward", "e_next", "terminal")}
     avg_start = int(s.steps * s.average_from)
 
-    def td_step(k, i, head, target, opt, avg):
-        idx = tf.random.stateless_uniform([s.batch_size], seed=[s.seed + 7919 * k, i], maxval=n,
-                                          dtype=tf.int32)
-        e, a = tf.gather(d["e_s"], idx), tf.gather(d["action"], idx)
-        r, e2, t = tf.gather(d["reward"], idx), tf.gather(d["e_next"], idx), tf.gather(d["terminal"], idx)
-        q_next = target(e2, training=False)
-        if s.double_dqn:  # van Hasselt et al. 2016: the online head picks, the target values
-            v_next = tf.gather(q_next, tf.argmax(head(e2, training=False), axis=1,
-                                                 output_type=tf.int32), axis=1, batch_dims=1)
-        else:
-            v_next = tf.reduce_max(q_next, axis=1)
-        y = r + s.gamma * (1.0 - t) * v_next
-        with tf.GradientTape() as tape:
-            q_all = head(e, training=True)
-            q = tf.gather(q_all, a, axis=1, batch_dims=1)
-            err = tf.stop_gradient(y) - q
-            loss = tf.reduce_mean(tf.where(tf.abs(err) <= 1.0, 0.5 * err ** 2, tf.abs(err) - 0.5))
-            if s.cql_alpha > 0:  # CQL(H) (Kumar et al. 2020): push down actions the data lacks
-                loss += s.cql_alpha * tf.reduce_mean(tf.reduce_logsumexp(q_all, axis=1) - q)
-        grads = tape.gradient(loss, head.trainable_variables)
-        opt.apply_gradients(zip(grads, head.trainable_variables))
-        if (i + 1) % s.target_update == 0:
-            for tv, hv in zip(target.trainable_variables, head.trainable_variables):
-                tv.assign(hv)
-        if i >= avg_start:
-            c = tf.cast(i - avg_start + 1, tf.float32)
-            for av, hv in zip(avg, head.trainable_variables):
-                av.assign_add((hv - av) / c)
-        return loss
+    def q(e, w_, b_):  # (K, B, D) -> (K, B, A)
+        return tf.einsum("kbd,kda->kba", tf.nn.relu(e), w_) + b_[:, None, :]
 
     @tf.function
     def loop():
         losses = tf.TensorArray(tf.float32, size=s.steps)
         for i in tf.range(s.steps):
-            step_losses = [td_step(k, i, *parts) for k, parts in
-                           enumerate(zip(heads, targets, opts, avgs))]
-            losses = losses.write(i, tf.add_n(step_losses) / len(step_losses))
+            idx = tf.random.stateless_uniform([k, s.batch_size], seed=[s.seed, i], maxval=n,
+                                              dtype=tf.int32)
+            e, a = tf.gather(d["e_s"], idx), tf.gather(d["action"], idx)
+            r, e2, t = tf.gather(d["reward"], idx), tf.gather(d["e_next"], idx), tf.gather(d["terminal"], idx)
+            q_next = q(e2, w_t, b_t)
+            if s.double_dqn:  # van Hasselt et al. 2016: the online head picks, the target values
+                pick = tf.argmax(q(e2, w, b), axis=-1, output_type=tf.int32)
+                v_next = tf.gather(q_next, pick, axis=2, batch_dims=2)
+            else:
+                v_next = tf.reduce_max(q_next, axis=-1)
+            y = tf.stop_gradient(r + s.gamma * (1.0 - t) * v_next)
+            with tf.GradientTape() as tape:
+                q_all = q(e, w, b)
+                q_a = tf.gather(q_all, a, axis=2, batch_dims=2)
+                err = y - q_a
+                per_head = tf.reduce_mean(tf.where(tf.abs(err) <= 1.0, 0.5 * err ** 2,
+                                                   tf.abs(err) - 0.5), axis=1)
+                if s.cql_alpha > 0:  # CQL(H) (Kumar et al. 2020): push down actions the data lacks
+                    per_head += s.cql_alpha * tf.reduce_mean(
+                        tf.reduce_logsumexp(q_all, axis=-1) - q_a, axis=1)
+                loss = tf.reduce_sum(per_head)  # heads share no weights: each gets its own gradient
+            opt.apply_gradients(zip(tape.gradient(loss, [w, b]), [w, b]))
+            if (i + 1) % s.target_update == 0:
+                w_t.assign(w)
+                b_t.assign(b)
+            if i >= avg_start:
+                c = tf.cast(i - avg_start + 1, tf.float32)
+                w_avg.assign_add((w - w_avg) / c)
+                b_avg.assign_add((b - b_avg) / c)
+            losses = losses.write(i, loss / k)
         return losses.stack()
 
     losses = loop().numpy()
-    head = heads[0]
-    final = [(avg if avg_start < s.steps else h.trainable_variables) for h, avg in zip(heads, avgs)]
-    for j, hv in enumerate(head.trainable_variables):
-        hv.assign(tf.add_n([f[j] for f in final]) / len(final))
+    final_w, final_b = (w_avg, b_avg) if avg_start < s.steps else (w, b)
+    head = build_head(dim, n_actions, name="refit_head")
+    head.set_weights([tf.reduce_mean(final_w, axis=0).numpy(), tf.reduce_mean(final_b, axis=0).numpy()])
+    window = max(1, s.steps // s.log_points)
     td = [float(losses[i:i + window].mean()) for i in range(0, s.steps, window)]
     q_mean = float(tf.reduce_mean(tf.reduce_max(head(d["e_s"]), axis=1)))
     return RefitResult(head, td, q_mean)
