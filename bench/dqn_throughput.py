@@ -58,8 +58,8 @@ def _rlpad_cfg(buffer: int, learning_starts: int, seed: int):
 def worker_rlpad(args) -> dict:
     import numpy as np
 
-    from rlpad.dqn import DQNAgent, epsilon_at
-    from rlpad.envs import FrameStack, env_spec, make_env
+    from rlpad.dqn import Actor, DQNAgent, epsilon_at
+    from rlpad.envs import env_spec
     from rlpad.replay import ReplayMemory
 
     cfg = _rlpad_cfg(args.buffer, args.learning_starts, args.seed)
@@ -68,35 +68,16 @@ def worker_rlpad(args) -> dict:
     agent = DQNAgent(cfg, spec)
     replay = ReplayMemory(c.buffer_size, spec.frame_shape, spec.frame_dtype, spec.stack)
     rng = np.random.default_rng(cfg.seed)
-    env = make_env(cfg.env)
-    stacker = FrameStack(spec)
-    obs, info = env.reset(seed=cfg.seed)
-    state = stacker.reset(obs)
-    replay.start_episode(obs)
-    lives = info.get("lives", 0)
+    actor = Actor(cfg, spec, agent, replay, rng, seed=cfg.seed)
     total = args.learning_starts + args.steps
     step, updates, episodes, t0 = 0, 0, 0, None
-    # The loop body of rlpad.dqn.train_dqn, step for step.
+    # The loop of rlpad.dqn.train_dqn (same Actor, same training schedule), minus its logging.
     while step < total:
         if step == args.learning_starts:
             t0 = time.perf_counter()
-        eps = epsilon_at(c, step)
-        if rng.random() < eps:
-            a = int(rng.integers(spec.n_actions))
-        else:
-            a = agent.act(state)
-        obs, r, term, trunc, info = env.step(spec.action_ids[a])
-        life_lost = cfg.env.life_loss_terminal and info.get("lives", 0) < lives
-        lives = info.get("lives", 0)
-        replay.add(a, float(r), bool(term or life_lost), obs)
-        state = stacker.push(obs)
+        _, episode_over = actor.step(epsilon_at(c, step))
         step += 1
-        if term or trunc:
-            episodes += 1
-            obs, info = env.reset()
-            lives = info.get("lives", 0)
-            state = stacker.reset(obs)
-            replay.start_episode(obs)
+        episodes += episode_over
         if step >= c.learning_starts and step % c.train_freq == 0:
             for _ in range(c.gradient_steps):
                 agent.train(replay.sample(rng, c.batch_size))
@@ -104,7 +85,7 @@ def worker_rlpad(args) -> dict:
         if step % c.target_update == 0:
             agent.sync_target()
     dt = time.perf_counter() - t0
-    env.close()
+    actor.close()
     # sample + train, as the loop calls it, on the replay just filled
     ts = []
     for i in range(args.micro_reps + 3):

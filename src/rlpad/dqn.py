@@ -110,6 +110,42 @@ def epsilon_at(c: DQNConfig, step: int) -> float:
     return c.eps_start + frac * (c.eps_end - c.eps_start)
 
 
+class Actor:
+    """Epsilon-greedy play of one env, every step recorded in the replay memory. A lost life
+    is terminal for learning (not for play) when the profile says so, as in the seed."""
+
+    def __init__(self, cfg: Config, spec: EnvSpec, agent: DQNAgent, replay: ReplayMemory,
+                 rng: np.random.Generator, seed: int):
+        self.cfg, self.spec, self.agent, self.replay, self.rng = cfg, spec, agent, replay, rng
+        self.env = make_env(cfg.env)
+        self.stacker = FrameStack(spec)
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        obs, info = self.env.reset(seed=seed)
+        self.state = self.stacker.reset(obs)
+        self.replay.start_episode(obs)
+        self.lives = info.get("lives", 0)
+
+    def step(self, eps: float) -> tuple[float, bool]:
+        """One agent step; returns (reward, episode over). A finished episode restarts."""
+        if self.rng.random() < eps:
+            a = int(self.rng.integers(self.spec.n_actions))
+        else:
+            a = self.agent.act(self.state)
+        obs, r, term, trunc, info = self.env.step(self.spec.action_ids[a])
+        life_lost = self.cfg.env.life_loss_terminal and info.get("lives", 0) < self.lives
+        self.lives = info.get("lives", 0)
+        self.replay.add(a, float(r), bool(term or life_lost), obs)
+        self.state = self.stacker.push(obs)
+        if term or trunc:
+            self.reset()
+        return float(r), bool(term or trunc)
+
+    def close(self) -> None:
+        self.env.close()
+
+
 class Checkpointer(Protocol):
     def save(self, local_dir: str, step: int, info: dict) -> None: ...
     def load(self, local_dir: str) -> dict | None: ...
@@ -173,13 +209,8 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
     resumed_from = st.step
 
     writer = tf.summary.create_file_writer(tb_dir) if tb_dir else None
-    env = make_env(cfg.env)
-    stacker = FrameStack(spec)
     # A resumed run starts a fresh episode on a seed derived from its step.
-    obs, info = env.reset(seed=cfg.seed + st.step)
-    state = stacker.reset(obs)
-    replay.start_episode(obs)
-    lives = info.get("lives", 0)
+    actor = Actor(cfg, spec, agent, replay, rng, seed=cfg.seed + st.step)
     ep_return, losses = 0.0, []
     prog = Progress(c.total_steps, "1-fit", start=st.step)
     t_last, step_last = time.time(), st.step
@@ -223,18 +254,10 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
 
     while st.step < c.total_steps and not st.stopped_early:
         eps = epsilon_at(c, st.step)
-        if rng.random() < eps:
-            a = int(rng.integers(spec.n_actions))
-        else:
-            a = agent.act(state)
-        obs, r, term, trunc, info = env.step(spec.action_ids[a])
-        life_lost = cfg.env.life_loss_terminal and info.get("lives", 0) < lives
-        lives = info.get("lives", 0)
-        replay.add(a, float(r), bool(term or life_lost), obs)
-        state = stacker.push(obs)
-        ep_return += float(r)
+        r, episode_over = actor.step(eps)
+        ep_return += r
         st.step += 1
-        if term or trunc:
+        if episode_over:
             st.episodes += 1
             st.recent_returns = (st.recent_returns + [ep_return])[-20:]
             if writer:
@@ -242,10 +265,6 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
                     tf.summary.scalar("charts/episodic_return", ep_return)
                     tf.summary.scalar("charts/epsilon", eps)
             ep_return = 0.0
-            obs, info = env.reset()
-            lives = info.get("lives", 0)
-            state = stacker.reset(obs)
-            replay.start_episode(obs)
         if st.step >= c.learning_starts and st.step % c.train_freq == 0:
             for _ in range(c.gradient_steps):
                 losses.append(agent.train(replay.sample(rng, c.batch_size)))
@@ -257,7 +276,7 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
             checkpoint()
         prog.update(st.step, eps=eps, ret=st.recent_returns[-1] if st.recent_returns else 0.0,
                     best_eval=st.best_eval)
-    env.close()
+    actor.close()
     if not st.curve or st.curve[-1]["step"] != st.step:
         evaluate()
     prog.close(best_eval=st.best_eval)
