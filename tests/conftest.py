@@ -48,6 +48,26 @@ def standalone_spark(run_dir: Path, before_stop=None) -> Iterator[tuple[str, lis
         subprocess.run([str(script), "stop", *args], capture_output=True, timeout=60)
 
 
+def record_writes(monkeypatch) -> list[str]:
+    """Record every object path the store writes (files and bytes), in order."""
+    from rlpad.store import Store
+
+    order: list[str] = []
+    orig_put, orig_write = Store.put_file, Store.write_bytes
+
+    def put_file(self, local, path):
+        order.append(path)
+        orig_put(self, local, path)
+
+    def write_bytes(self, path, data):
+        order.append(path)
+        orig_write(self, path, data)
+
+    monkeypatch.setattr(Store, "put_file", put_file)
+    monkeypatch.setattr(Store, "write_bytes", write_bytes)
+    return order
+
+
 def rlpad(*args: str, check: bool = True, timeout: float = 900, env: dict | None = None
           ) -> subprocess.CompletedProcess:
     """Run the CLI as a user would; output is captured for assertions."""

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import record_writes
+
 from rlpad.store import (
     MANIFEST, STAGES, ChecksumError, MissingStageError, Store, StoreError, sha256_file,
     validate_run_id)
@@ -32,19 +34,7 @@ def store(tmp_path) -> Store:
 
 
 def test_manifest_written_last(store, tmp_path, monkeypatch):
-    order: list[str] = []  # every object path the store writes, in order
-    orig_put, orig_write = Store.put_file, Store.write_bytes
-
-    def put_file(self, local, path):
-        order.append(path)
-        orig_put(self, local, path)
-
-    def write_bytes(self, path, data):
-        order.append(path)
-        orig_write(self, path, data)
-
-    monkeypatch.setattr(Store, "put_file", put_file)
-    monkeypatch.setattr(Store, "write_bytes", write_bytes)
+    order = record_writes(monkeypatch)  # every object path the store writes, in order
     w = store.writer(RUN, STAGE)
     w.begin()
     w.put_bytes("a.bin", b"a")

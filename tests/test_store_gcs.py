@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import record_writes
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper beside this file
 # Imported before rlpad.store: the helper sets GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false first.
 from gcs_emulator import (  # noqa: E402,F401  (gcs_emulator, gcs_uri: fixtures)
@@ -49,19 +51,7 @@ def test_plain_gcsfs_class_is_used(gcs_uri):
 
 def test_publish_and_read_back(gcs_uri, tmp_path, monkeypatch):
     store = Store(gcs_uri)
-    order: list[str] = []  # every object path the store writes, in order
-    orig_put, orig_write = Store.put_file, Store.write_bytes
-
-    def put_file(self, local, path):
-        order.append(path)
-        orig_put(self, local, path)
-
-    def write_bytes(self, path, data):
-        order.append(path)
-        orig_write(self, path, data)
-
-    monkeypatch.setattr(Store, "put_file", put_file)
-    monkeypatch.setattr(Store, "write_bytes", write_bytes)
+    order = record_writes(monkeypatch)  # every object path the store writes, in order
     assert store.manifest(RUN, STAGE) is None
     m = _write_stage(store, tmp_path)
     assert order[-1].endswith(f"/{STAGE}/{MANIFEST}") and len(order) == 4  # manifest last

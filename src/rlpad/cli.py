@@ -103,8 +103,13 @@ def main(argv: list[str] | None = None) -> int:
             kwargs = {"spark_settings": settings}
         stage.run(cfg, store, args.run, force=args.force, **kwargs)
         return 0
-    except (ConfigError, StoreError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        if not type(e).__module__.startswith("rlpad."):
+            raise  # someone else's failure: keep its traceback
+        print(f"rlpad {args.command}: error: {e}", file=sys.stderr)  # ours: Spark, trials, GAN
         return 2
 
 

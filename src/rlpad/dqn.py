@@ -19,6 +19,7 @@ import keras
 
 from .config import Config, DQNConfig
 from .envs import EnvSpec, FrameStack, make_env
+from .h5arrays import assign_arrays, read_arrays, write_arrays
 from .play import play
 from .progress import Progress
 from .qnet import QNet, build_qnet
@@ -33,17 +34,12 @@ def make_optimizer(name: str, lr: float, eps: float) -> keras.optimizers.Optimiz
 
 def save_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
     with h5py.File(path, "w") as f:
-        for i, v in enumerate(opt.variables):
-            f.create_dataset(f"v{i:04d}", data=np.asarray(v))
+        write_arrays(f, opt.variables)
 
 
 def load_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
     with h5py.File(path, "r") as f:
-        if len(f) != len(opt.variables):
-            raise ValueError(f"{path}: optimizer state has {len(f)} variables, expected "
-                             f"{len(opt.variables)} (config changed? rerun with --force)")
-        for i, v in enumerate(opt.variables):
-            v.assign(f[f"v{i:04d}"][...])
+        assign_arrays(opt.variables, f, f"{path}: optimizer state")
 
 
 class DQNAgent:
@@ -176,13 +172,12 @@ class _LoopState:
 
 def _save_weights_list(weights: list[np.ndarray], path: str) -> None:
     with h5py.File(path, "w") as f:
-        for i, w in enumerate(weights):
-            f.create_dataset(f"w{i:04d}", data=w)
+        write_arrays(f, weights)
 
 
 def _load_weights_list(path: str) -> list[np.ndarray]:
     with h5py.File(path, "r") as f:
-        return [f[k][...] for k in sorted(f)]
+        return read_arrays(f)
 
 
 def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,

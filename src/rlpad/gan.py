@@ -41,6 +41,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from rlpad.config import GanConfig  # noqa: E402
+from rlpad.h5arrays import assign_arrays, write_arrays  # noqa: E402
 
 FORMAT = "rlpad-gan"
 FORMAT_VERSION = 1
@@ -665,10 +666,7 @@ def _save_checkpoint(state_dir: Path, st: _TrainState, fp: str, G, D, g_opt, d_o
     with h5py.File(tmp / "train_state.h5", "w") as f:
         for gname, vs in (("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
                           ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))):
-            grp = f.create_group(gname)
-            for i, v in enumerate(vs):
-                ds = grp.create_dataset(f"{i:04d}", data=np.asarray(v.numpy()))
-                ds.attrs["path"] = v.path
+            write_arrays(f.create_group(gname), (v.numpy() for v in vs))
     marker = {"format": FORMAT + "-checkpoint", "format_version": FORMAT_VERSION,
               "fingerprint": fp, "state": _jsonable(dataclasses.asdict(st)), "time": time.time()}
     with open(tmp / CKPT_MARKER, "w") as fh:  # the marker last: it is what makes this a checkpoint
@@ -692,16 +690,10 @@ def _restore_checkpoint(d: Path, G, D, g_opt, d_opt, G_ema) -> None:
     with h5py.File(d / "train_state.h5", "r") as f:
         for gname, vs in (("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
                           ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))):
-            grp = f[gname]
-            if len(grp) != len(vs):
-                raise GanError(f"checkpoint {d}: {gname} holds {len(grp)} variables, "
-                               f"the model has {len(vs)}")
-            for i, v in enumerate(vs):
-                arr = grp[f"{i:04d}"][()]
-                if tuple(arr.shape) != tuple(v.shape):
-                    raise GanError(f"checkpoint {d}: {gname}/{v.path} has shape {arr.shape}, "
-                                   f"expected {tuple(v.shape)}")
-                v.assign(arr)
+            try:
+                assign_arrays(vs, f[gname], f"checkpoint {d}: {gname}")
+            except ValueError as e:
+                raise GanError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
