@@ -8,7 +8,7 @@ steps), timed over --steps agent steps after --learning-starts warm-up steps, fo
   * Stable-Baselines3's DQN ("CnnPolicy", PyTorch) at the same settings.
 Both: ALE/Breakout-v5 with frameskip=1 + AtariPreprocessing (84x84 grey, frame skip 4, up to
 30 no-ops, sticky actions off) + a 4-frame stack; Nature CNN; batch 32; train_freq 4;
-gradient_steps 1; RMSprop(lr 2.5e-4, eps 0.01); Huber loss; gradient-norm clip 10 (SB3
+gradient_steps 1; RMSprop(lr 2.5e-4, rho 0.9, eps 0.01 outside the root); Huber loss; gradient-norm clip 10 (SB3
 always clips, so rlpad clips too here); target sync every 10k steps; a fixed epsilon of 0.1
 (both pay for a greedy forward pass on ~90 % of steps, as in most of a real run); the same
 replay capacity (--buffer). Differences, stated: SB3 acts over all 4 Breakout actions
@@ -133,7 +133,7 @@ def worker_sb3(args) -> dict:
                 exploration_initial_eps=EPSILON, exploration_final_eps=EPSILON,
                 max_grad_norm=GRAD_CLIP,
                 policy_kwargs={"optimizer_class": torch.optim.RMSprop,
-                               "optimizer_kwargs": {"eps": 0.01}},
+                               "optimizer_kwargs": {"eps": 0.01, "alpha": 0.9}},
                 device="cpu", seed=args.seed, verbose=0)
     clock = Clock()
     model.learn(total_timesteps=args.learning_starts + args.steps, callback=clock)

@@ -172,6 +172,11 @@ def main() -> None:
                 ok = "ok" if r["wall_s"] <= 1.0 else "MISS"
                 print(f"  {m:<12} {r['n_fake']:>6} {r['gan_s']:>7.2f} {r['refit_s']:>8.2f} "
                       f"{r['play_s']:>7.2f} {r['wall_s']:>7.2f}  {ok:>6}  {r['mean_score']:.1f}")
+            c = one["modes"].get("constrained")
+            if c:
+                print(f"  constrained fits its own generator on the trial's {one['n_real']} rows "
+                      f"(gan_s, [eval] constrained_gan_*); the rest of its trial: "
+                      f"{c['wall_s'] - c['gan_s']:.2f} s")
         if args.skip_grid:
             return
         grid = {}

@@ -22,22 +22,17 @@ from .envs import EnvSpec, FrameStack, make_env
 from .h5arrays import assign_arrays, read_arrays, write_arrays
 from .play import play
 from .progress import Progress
+from .optim import FusedOptimizer
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
 
 
-def make_optimizer(name: str, lr: float, eps: float) -> keras.optimizers.Optimizer:
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr, epsilon=eps)
-    return keras.optimizers.Adam(learning_rate=lr, epsilon=eps)
-
-
-def save_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
+def save_optimizer(opt: FusedOptimizer, path: str) -> None:
     with h5py.File(path, "w") as f:
         write_arrays(f, opt.variables)
 
 
-def load_optimizer(opt: keras.optimizers.Optimizer, path: str) -> None:
+def load_optimizer(opt: FusedOptimizer, path: str) -> None:
     with h5py.File(path, "r") as f:
         assign_arrays(opt.variables, f, f"{path}: optimizer state")
 
@@ -48,11 +43,22 @@ class DQNAgent:
         self.online: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
         self.target: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
         self.sync_target()
-        self.opt = make_optimizer(self.cfg.optimizer, self.cfg.lr, self.cfg.opt_eps)
-        self.opt.build(self.online.model.trainable_variables)
+        c = self.cfg
+        self.opt = FusedOptimizer(c.optimizer, c.lr, c.opt_eps, self.online.model.trainable_variables,
+                                  c.max_grad_norm)
         self.q_values = tf.function(lambda s: self.online.model(s, training=False),
                                     reduce_retracing=True)
-        self._train = tf.function(self._train_step, reduce_retracing=True)
+        # Concrete functions: a call skips tf.function's signature matching (~0.3 ms of a
+        # 0.8 ms act at batch 1), and acting returns the argmax, not a tensor to slice. Acting
+        # is XLA-compiled: at batch 1 XLA's convolutions beat oneDNN's (0.45 vs 0.5-0.6 ms).
+        obs = tf.TensorSpec(spec.obs_shape, self.online.model.input.dtype)
+        self._act = tf.function(
+            lambda s: tf.argmax(self.online.model(s[None], training=False)[0], output_type=tf.int32),
+            jit_compile=True).get_concrete_function(obs)
+        batch = tf.TensorSpec([None, *spec.obs_shape], obs.dtype)
+        vec = lambda dt: tf.TensorSpec([None], dt)  # noqa: E731
+        self._train = tf.function(self._train_step).get_concrete_function(
+            batch, vec(tf.int32), vec(tf.float32), batch, vec(tf.float32))
 
     def _train_step(self, s, a, r, s2, done):
         c = self.cfg
@@ -72,20 +78,18 @@ class DQNAgent:
             else:
                 loss = tf.reduce_mean(err ** 2)
         variables = self.online.model.trainable_variables
-        grads = tape.gradient(loss, variables)
-        if c.max_grad_norm > 0:
-            grads, _ = tf.clip_by_global_norm(grads, c.max_grad_norm)
-        self.opt.apply_gradients(zip(grads, variables))
+        self.opt.apply(tape.gradient(loss, variables))  # clips to max_grad_norm when set
         return loss
 
     def train(self, batch) -> float:
         s, a, r, s2, done = batch
         if self.cfg.clip_reward:
             r = np.clip(r, -1.0, 1.0)
-        return float(self._train(s, a, r.astype(np.float32), s2, done))
+        return float(self._train(tf.constant(s), tf.constant(a, tf.int32), tf.constant(r, tf.float32),
+                                 tf.constant(s2), tf.constant(done, tf.float32)))
 
     def act(self, state: np.ndarray) -> int:
-        return int(np.argmax(self.q_values(state[None])[0]))
+        return int(self._act(tf.constant(state)))
 
     def sync_target(self) -> None:
         self.target.model.set_weights(self.online.model.get_weights())

@@ -29,8 +29,9 @@ class QNet:
 def build_encoder(cfg: QNetConfig, obs_shape: tuple[int, ...], name: str = "encoder") -> keras.Model:
     if cfg.arch == "nature-cnn":
         x_in = keras.Input(obs_shape, dtype="uint8", name="frames")  # (stack, 84, 84)
-        x = layers.Permute((2, 3, 1))(x_in)  # channels-last for Conv2D on CPU
-        x = layers.Rescaling(1.0 / 255.0)(x)
+        x = layers.Rescaling(1.0 / 255.0)(x_in)
+        # channels-last for Conv2D on CPU; transposing floats (oneDNN) is faster than uint8
+        x = layers.Permute((2, 3, 1))(x)
         x = layers.Conv2D(32, 8, strides=4, activation="relu")(x)
         x = layers.Conv2D(64, 4, strides=2, activation="relu")(x)
         x = layers.Conv2D(64, 3, strides=1, activation="relu")(x)
