@@ -49,9 +49,10 @@ def test_k8s_driver_runs_spark_submit_in_client_mode():
 def test_k8s_executor_needs_spark_env():
     env = {"SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@drv:7078", "SPARK_EXECUTOR_ID": "3",
            "SPARK_EXECUTOR_CORES": "1", "SPARK_APPLICATION_ID": "spark-abc",
-           "SPARK_EXECUTOR_POD_IP": "10.0.0.9"}
+           "SPARK_EXECUTOR_POD_IP": "10.0.0.9", "SPARK_EXECUTOR_MEMORY": "2g"}
     cmd = k8s_role_command("executor", [], env)
-    assert "org.apache.spark.executor.CoarseGrainedExecutorBackend" in cmd
+    assert "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend" in cmd
+    assert "-Xmx2g" in cmd
     assert cmd[cmd.index("--executor-id") + 1] == "3" and cmd[cmd.index("--hostname") + 1] == "10.0.0.9"
     with pytest.raises(SparkClusterError, match="SPARK_DRIVER_URL"):
         k8s_role_command("executor", [], {})

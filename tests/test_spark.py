@@ -268,6 +268,43 @@ def test_standalone_grid_matches_local(sessions, standalone):
     assert {r["worker"]["pid"] for r in out}.isdisjoint({os.getpid()})
 
 
+def test_k8s_executor_role_joins_a_real_driver(sessions, standalone, tmp_path):
+    """`rlpad executor` as Spark on Kubernetes starts it in an executor pod (the pod's env), here
+    pointed at a live driver: it must register and run Python tasks, with the driver's JVM
+    options (SPARK_JAVA_OPT_n, in order) and the pod's memory on the JVM's command line."""
+    url, _ = standalone
+    spark = sessions.get(SparkSettings(master=url, executors=1, executor_cores=2, executor_memory="1g"))
+    sc = spark.sparkContext
+    port = sc.getConf().get("spark.driver.port")
+    host = sc.getConf().get("spark.driver.host")
+    env = dict(os.environ, SPARK_DRIVER_URL=f"spark://CoarseGrainedScheduler@{host}:{port}",
+               SPARK_EXECUTOR_ID="7", SPARK_EXECUTOR_CORES="1", SPARK_APPLICATION_ID=sc.applicationId,
+               SPARK_EXECUTOR_POD_IP="127.0.0.1", SPARK_EXECUTOR_MEMORY="600m",
+               SPARK_JAVA_OPT_0=f"-Dspark.driver.port={port}", SPARK_JAVA_OPT_2="-Drlpad.second=b",
+               SPARK_JAVA_OPT_10="-Drlpad.last=c d", SPARK_JAVA_OPT_1="-Drlpad.first=a",
+               RLPAD_TEST_MARK="pod")
+    rlpad_bin = str(Path(sys.executable).with_name("rlpad"))
+    with open(tmp_path / "executor.log", "w") as log:
+        proc = subprocess.Popen([rlpad_bin, "executor"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while "7" not in sc._jsc.sc().getExecutorIds().mkString(",").split(","):
+            assert proc.poll() is None, (tmp_path / "executor.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the executor never registered"
+            time.sleep(0.5)
+        jvm = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")  # exec'd java
+        opts = [a for a in jvm if a.startswith("-D")]
+        assert opts == [f"-Dspark.driver.port={port}", "-Drlpad.first=a", "-Drlpad.second=b",
+                        "-Drlpad.last=c d"]
+        assert "-Xmx600m" in jvm and "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend" in jvm
+        marks = sc.parallelize(range(60), 60).map(lambda _: os.environ.get("RLPAD_TEST_MARK")).collect()
+        assert marks.count("pod") > 0  # tasks ran on the pod-style executor ...
+        assert marks.count(None) > 0  # ... and on the worker's
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_standalone_without_fitting_worker_times_out(sessions, standalone):
     url, _ = standalone
     sessions.close()

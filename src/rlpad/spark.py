@@ -649,19 +649,28 @@ def k8s_role_command(role: str, args: Sequence[str], env: Mapping[str, str]) -> 
         bind = env.get("SPARK_DRIVER_BIND_ADDRESS", "0.0.0.0")
         return [os.path.join(home, "bin", "spark-submit"), "--deploy-mode", "client",
                 "--conf", f"spark.driver.bindAddress={bind}", *args]
-    if role == "executor":
+    if role == "executor":  # as Spark's own image entrypoint (resource-managers/kubernetes)
         need = ("SPARK_DRIVER_URL", "SPARK_EXECUTOR_ID", "SPARK_EXECUTOR_CORES",
-                "SPARK_APPLICATION_ID", "SPARK_EXECUTOR_POD_IP")
+                "SPARK_APPLICATION_ID", "SPARK_EXECUTOR_POD_IP", "SPARK_EXECUTOR_MEMORY")
         missing = [k for k in need if not env.get(k)]
         if missing:
             raise SparkClusterError(f"executor pod lacks {', '.join(missing)}: it must be started "
                                     "by Spark on Kubernetes")
-        return [os.path.join(home, "bin", "spark-class"),
-                "org.apache.spark.executor.CoarseGrainedExecutorBackend",
+        # The driver passes the executor's JVM options (spark.executor.extraJavaOptions, the
+        # driver port, auth settings) as SPARK_JAVA_OPT_0, _1, ... in order.
+        opts = sorted((int(k.rsplit("_", 1)[1]), v) for k, v in env.items()
+                      if re.fullmatch(r"SPARK_JAVA_OPT_\d+", k))
+        java = os.path.join(env["JAVA_HOME"], "bin", "java") if env.get("JAVA_HOME") else "java"
+        classpath = ":".join(p for p in (env.get("SPARK_CLASSPATH"), os.path.join(home, "jars", "*"),
+                                         env.get("SPARK_DIST_CLASSPATH")) if p)
+        mem = env["SPARK_EXECUTOR_MEMORY"]
+        return [java, *(v for _, v in opts), f"-Xms{mem}", f"-Xmx{mem}", "-cp", classpath,
+                "org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend",
                 "--driver-url", env["SPARK_DRIVER_URL"], "--executor-id", env["SPARK_EXECUTOR_ID"],
                 "--cores", env["SPARK_EXECUTOR_CORES"], "--app-id", env["SPARK_APPLICATION_ID"],
+                "--hostname", env["SPARK_EXECUTOR_POD_IP"],
                 "--resourceProfileId", env.get("SPARK_RESOURCE_PROFILE_ID", "0"),
-                "--hostname", env["SPARK_EXECUTOR_POD_IP"]]
+                "--podName", env.get("SPARK_EXECUTOR_POD_NAME", f"rlpad-exec-{env['SPARK_EXECUTOR_ID']}")]
     raise ValueError(f"unknown Spark pod role {role!r}")
 
 
