@@ -27,4 +27,6 @@ echo "== gan_steps (stage 3: GAN train steps/s vs the seed's train_on_batch loop
 "$PY" bench/gan_steps.py | tee "$OUT/gan_steps.txt"
 echo "== trial_speed (stage 4: one trial on one core; the grid from 1 to 2 executors)"
 "$PY" bench/trial_speed.py | tee "$OUT/trial_speed.txt"
+echo "== refit_recovery (stage 4's refit against the stage-1 agent, across stage-1 seeds)"
+"$PY" bench/refit_recovery.py | tee "$OUT/refit_recovery.txt"
 echo "reports in $OUT"

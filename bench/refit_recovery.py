@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""Does the stage-4 refit recover the stage-1 agent? Measured across stage-1 seeds.
+
+Stage 4's sanity cell refits a fresh head on all real transitions and compares its score with
+the stage-1 agent's. One quick run answers that for one stage-1 agent; this bench asks it for
+several: for each seed it fits stage 1 and 2 of the quick profile (`rlpad fit --set seed=S`,
+`rlpad transform`) in a temporary store (or reuses --store), then plays
+  * stage1      the stage-1 agent's own head (what the sanity cell compares with);
+  * refit       the profile's refit ([eval] refit_* as shipped) on all real data, --refits seeds;
+  * fqi         exact fitted Q iteration (ridge regression per iteration, --fqi-iters) from zero:
+                the offline fixed point that Q-learning with a target network approximates;
+  * stage1+fqi1 one exact FQI iteration started from the stage-1 head: if the stage-1 head were
+                an offline fixed point on its own replay, this would keep its score.
+10 evaluation episodes each (the trials' evaluation seed), one core per process.
+
+Usage: .venv/bin/python bench/refit_recovery.py [--seeds 1 2 3 4 5 6] [--refits 3] [--store DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_run(store: str, seed: int) -> None:
+    run = f"seed{seed}"
+    for cmd in (["fit", "--set", f"seed={seed}"], ["transform"]):
+        p = subprocess.run([sys.executable, "-m", "rlpad.cli", *cmd, "--store", store, "--run", run],
+                           cwd=ROOT, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"rlpad {cmd[0]} (seed {seed}) failed:\n{p.stderr[-3000:]}")
+
+
+def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from rlpad.config import load_config
+    from rlpad.play import play
+    from rlpad.qnet import build_head, split_at_cut
+    from rlpad.refit import RefitSettings, refit_head
+    from rlpad.stages.upstream import FitOutputs
+    from rlpad.store import Store
+    from rlpad.trials import load_artifacts
+
+    run = f"seed{seed}"
+    st = Store(store)
+    cfg = load_config("quick", ['eval.modes=["none"]'])
+    art = load_artifacts({"store": store, "run": run, "config": cfg.to_dict()})
+    fit = FitOutputs.open(st, run)
+    e, d = cfg.eval, art.real
+    n, dim = len(d.action), art.embed_dim
+
+    def score(head) -> float:
+        enc = art.encoder
+        q = tf.function(lambda s: head(enc(s, training=False), training=False), reduce_retracing=True)
+        return float(play(q, art.fit_cfg.env, art.spec, e.episodes, seed=cfg.seed + 20_000_000,
+                          n_envs=e.n_envs).returns.mean())
+
+    def head_of(theta) -> object:
+        h = build_head(dim, art.spec.n_actions)
+        h.set_weights([theta[:dim].astype(np.float32), theta[dim].astype(np.float32)])
+        return h
+
+    out = {"seed": seed, "n": n, "agent_eval": fit.reader.metrics["eval_return_mean"]}
+    stage1 = split_at_cut(fit.qnet(), fit.cfg.qnet, art.spec.obs_shape).head
+    out["stage1"] = score(stage1)
+    out["refit"] = [score(refit_head(d, art.spec.n_actions, RefitSettings(
+        e.refit_steps, e.refit_batch, e.refit_lr, e.refit_gamma or art.gamma, e.refit_target_update,
+        1000 + r, double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,
+        average_from=e.refit_average_from, ensemble=e.refit_ensemble)).head) for r in range(refits)]
+
+    ones = np.ones((n, 1))
+    phi = np.concatenate([np.maximum(d.e_s, 0), ones], 1)
+    phi2 = np.concatenate([np.maximum(d.e_next, 0), ones], 1)
+    acts = range(art.spec.n_actions)
+    solve = [np.linalg.solve(phi[d.action == a].T @ phi[d.action == a] + ridge * n * np.eye(dim + 1),
+                             phi[d.action == a].T) for a in acts]
+    g = art.gamma * (1.0 - d.terminal)
+
+    def fqi(theta, iters):
+        theta = theta.astype(np.float64).copy()
+        for _ in range(iters):
+            y = d.reward + g * (phi2 @ theta).max(1)
+            for a in acts:
+                theta[:, a] = solve[a] @ y[d.action == a]
+        return theta
+
+    out["fqi"] = score(head_of(fqi(np.zeros((dim + 1, len(acts))), fqi_iters)))
+    w, b = stage1.get_weights()
+    out["stage1+fqi1"] = score(head_of(fqi(np.concatenate([w, b[None]]), 1)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--refits", type=int, default=3, help="refit seeds per stage-1 agent")
+    ap.add_argument("--fqi-iters", type=int, default=200)
+    ap.add_argument("--ridge", type=float, default=1e-3, help="FQI's L2 penalty per transition")
+    ap.add_argument("--store", help="a store with runs seed<S> (stages 1-2); default: make them")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args.store, args.worker, args.refits, args.fqi_iters, args.ridge)))
+        return
+    store = args.store or tempfile.mkdtemp(prefix="rlpad-bench-recovery-")
+    t0 = time.time()
+    if not args.store:
+        print(f"# stages 1-2 of the quick profile for seeds {args.seeds} in {store} ...", flush=True)
+        with ThreadPoolExecutor(2) as pool:  # 2 cores: two stage-1 fits at a time
+            list(pool.map(lambda s: make_run(store, s), args.seeds))
+        print(f"# made in {time.time() - t0:.0f} s", flush=True)
+
+    def one(seed: int) -> dict:
+        p = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--store", store,
+                            "--refits", str(args.refits), "--fqi-iters", str(args.fqi_iters),
+                            "--ridge", str(args.ridge)], capture_output=True, text=True, cwd=ROOT)
+        if p.returncode != 0:
+            raise SystemExit(f"worker for seed {seed} failed:\n{p.stderr[-3000:]}")
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(2) as pool:
+        rows = list(pool.map(one, args.seeds))
+    print(f"\nRefit recovery across stage-1 seeds (quick profile; scores: mean of 10 episodes; "
+          f"recovery = refit / stage-1 agent's eval_return_mean)")
+    print(f"  {'seed':>4} {'transitions':>11} {'agent':>6} {'stage1 head':>11} "
+          f"{'refit (each seed)':>26} {'recovery':>8} {'fqi':>6} {'stage1+fqi1':>11}")
+    ok = 0
+    for r in rows:
+        rec = sum(r["refit"]) / len(r["refit"]) / r["agent_eval"]
+        ok += rec >= 0.9
+        each = ", ".join(f"{x:.0f}" for x in r["refit"])
+        print(f"  {r['seed']:>4} {r['n']:>11,} {r['agent_eval']:>6.0f} {r['stage1']:>11.0f} "
+              f"{each:>26} {rec:>8.0%} {r['fqi']:>6.0f} {r['stage1+fqi1']:>11.0f}")
+    print(f"  refit recovers >= 90 % of the agent for {ok} of {len(rows)} stage-1 seeds "
+          f"({time.time() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
