@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .optim import ADAM_BETAS
 from .qnet import build_head
 
 
@@ -83,7 +84,7 @@ def refit_head(data: Transitions, n_actions: int, s: RefitSettings) -> RefitResu
     rows = np.concatenate([np.maximum(data.e_s, 0), ones, np.maximum(data.e_next, 0), ones,
                            data.reward[:, None], s.gamma * (1.0 - data.terminal[:, None]),
                            np.eye(n_a, dtype=np.float32)[data.action]], axis=1)
-    b1, b2 = 0.9, 0.999  # Keras' Adam defaults
+    b1, b2 = ADAM_BETAS
     t = np.arange(1, s.steps + 1, dtype=np.float64)
     alpha = s.lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)  # Adam's bias-corrected step sizes
     n_periods = -(-s.steps // s.target_update)
@@ -115,7 +116,7 @@ def _refit_loop(dim: int, n_a: int, k: int, bs: int, steps: int, tu: int, p_avg:
     all K heads (they share each minibatch and differ by their init); gradients by hand (Q is
     linear in theta); target syncs and averaging are loop boundaries, not conditionals."""
     split = [dim + 1, dim + 1, 1, 1, n_a]
-    b1, b2, eps = 0.9, 0.999, 1e-7  # Keras' Adam defaults
+    (b1, b2), eps = ADAM_BETAS, 1e-7  # Keras' Adam defaults
     n_periods = -(-steps // tu)
 
     def period(rows_all, alpha, seed, p, theta, m, v, avg, n_avg, losses, averaging: bool):
