@@ -40,3 +40,18 @@ def test_refit_refuses_empty_data():
                         np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
     with pytest.raises(ValueError, match="at least one transition"):
         refit_head(empty, 2, RefitSettings(10, 4, 1e-3, 0.9, 5, 0))
+
+
+def test_refit_loop_is_traced_once_per_settings():
+    """A Spark worker runs many trials: the loop must not be retraced per trial, whatever the
+    data size or seed (tracing costs more than a third of a refit)."""
+    from rlpad.refit import _refit_loop
+
+    s = RefitSettings(steps=120, batch_size=16, lr=1e-2, gamma=0.9, target_update=25, seed=1,
+                      average_from=0.5, ensemble=2)
+    res = refit_head(_two_action_mdp(64), 2, s)
+    loop = _refit_loop(2, 2, 2, 16, 120, 25, 2, True, 0.0)  # the settings' cache key
+    traced = loop.experimental_get_tracing_count()
+    refit_head(_two_action_mdp(300), 2, RefitSettings(**{**s.__dict__, "seed": 9}))
+    assert loop.experimental_get_tracing_count() == traced == 1
+    assert len(res.td_loss) == s.log_points  # the mean loss over each tenth of the steps
