@@ -145,7 +145,7 @@ def main() -> None:
         print(f"  {r['seed']:>4} {r['n']:>11,} {r['agent_eval']:>6.0f} {r['stage1']:>11.0f} "
               f"{each:>26} {rec:>8.0%} {r['fqi']:>6.0f} {r['stage1+fqi1']:>11.0f}")
     print(f"  refit recovers >= 90 % of the agent for {ok} of {len(rows)} stage-1 seeds "
-          f"({time.time() - t0:.0f} s)")
+          f"({time.time() - t0:.0f} s; the runs stay in {store}: reuse them with --store)")
 
 
 if __name__ == "__main__":
