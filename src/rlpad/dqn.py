@@ -20,9 +20,9 @@ import keras
 from .config import Config, DQNConfig
 from .envs import EnvSpec, FrameStack, make_env
 from .h5arrays import assign_arrays, read_arrays, write_arrays
+from .optim import FusedOptimizer
 from .play import play
 from .progress import Progress
-from .optim import FusedOptimizer
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
 
