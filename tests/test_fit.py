@@ -250,6 +250,16 @@ def test_same_seed_same_weights(tmp_path):
     assert w3 != w1 and r3 != r1
 
 
+def test_lr_decays_linearly_to_lr_final(tmp_path):
+    from rlpad.dqn import train_dqn
+    from rlpad.envs import env_spec
+
+    cfg = load_config("quick", DET + ["dqn.lr_final=0.25"])
+    res = train_dqn(cfg, env_spec(cfg.env), str(tmp_path), NoCkpt(), log=lambda s: None)
+    # the last train burst is at step 500 = total_steps: lr x (1 + (0.25 - 1) x 500 / 500)
+    assert float(res.agent.opt.lr.numpy()) == pytest.approx(0.25 * cfg.dqn.lr, rel=1e-6)
+
+
 # ---- (d) corrupted artifacts ----------------------------------------------------------------
 @pytest.mark.parametrize("name", ["qnet.weights.h5", "replay.h5"])
 def test_flipped_byte_is_a_checksum_error(quick_tiny, tmp_path, name):

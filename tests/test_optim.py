@@ -71,3 +71,21 @@ def test_clipping_equals_clip_by_global_norm(name):
 def test_unknown_optimizer_is_refused():
     with pytest.raises(ValueError, match="sgd"):
         FusedOptimizer("sgd", 1e-3, 1e-7, [tf.Variable(1.0)])
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop"])
+def test_lr_is_a_variable_a_schedule_changes_without_retracing(name):
+    """The DQN's lr schedule assigns opt.lr between steps: the compiled update must read it."""
+    rng = np.random.default_rng(3)
+    w = [tf.Variable(rng.standard_normal(s).astype(np.float32)) for s in SHAPES]
+    opt = FusedOptimizer(name, 1e-2, 1e-7, w)
+    opt.apply(_grads(rng))
+    before = [v.numpy().copy() for v in w]
+    opt.lr.assign(0.0)
+    opt.apply(_grads(rng))
+    for a, b in zip(w, before):
+        np.testing.assert_array_equal(a.numpy(), b)  # lr 0: no move
+    opt.lr.assign(1e-2)
+    opt.apply(_grads(rng))
+    assert any(not np.array_equal(a.numpy(), b) for a, b in zip(w, before))
+    assert opt._update.experimental_get_tracing_count() == 1

@@ -61,6 +61,8 @@ class DQNConfig:
     gamma: float = _f(0.99, lo=0.0, hi=1.0)
     optimizer: str = _f("adam", choices=("adam", "rmsprop"))
     lr: float = _f(1e-3, lo=0.0, hi=1.0)
+    lr_final: float = _f(1.0, lo=0.0, hi=1.0,
+                         doc="lr at total_steps as a fraction of lr, decayed linearly (1 = constant)")
     opt_eps: float = _f(1e-7, lo=0.0, doc="optimizer epsilon (RMSprop: 0.01 in the seed)")
     loss: str = _f("huber", choices=("huber", "mse"))
     max_grad_norm: float = _f(10.0, lo=0.0, doc="0 = no clipping")

@@ -265,6 +265,8 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
                     tf.summary.scalar("charts/epsilon", eps)
             ep_return = 0.0
         if st.step >= c.learning_starts and st.step % c.train_freq == 0:
+            if c.lr_final != 1.0:  # linear decay, from the step: a resumed run continues it
+                agent.opt.lr.assign(c.lr * (1.0 + (c.lr_final - 1.0) * st.step / c.total_steps))
             for _ in range(c.gradient_steps):
                 losses.append(agent.train(replay.sample(rng, c.batch_size)))
         if st.step % c.target_update == 0:

@@ -26,7 +26,9 @@ class FusedOptimizer:
                  max_grad_norm: float = 0.0):
         if name not in ("adam", "rmsprop"):
             raise ValueError(f"unknown optimizer {name!r} (adam, rmsprop)")
-        self.name, self.lr, self.eps, self.max_grad_norm = name, float(lr), float(eps), float(max_grad_norm)
+        self.name, self.eps, self.max_grad_norm = name, float(eps), float(max_grad_norm)
+        # a variable, so a schedule can change it without retracing the train step
+        self.lr = tf.Variable(float(lr), dtype=tf.float32, trainable=False, name="lr")
         self.params = list(variables)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
 
