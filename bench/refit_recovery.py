@@ -117,12 +117,13 @@ def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float,
 def behaviour_clone(phi, actions, n_actions: int, steps: int = 3000, lr: float = 1e-2):
     """A linear softmax policy on the head's features, fit to the replay's actions (full-batch
     Adam on the cross-entropy); its logits play greedily like a head's Q-values."""
+    import keras
     import numpy as np
     import tensorflow as tf
 
     x, y = tf.constant(phi, tf.float32), tf.constant(actions, tf.int32)
     theta = tf.Variable(tf.zeros((phi.shape[1], n_actions)))
-    opt = tf.keras.optimizers.Adam(lr)
+    opt = keras.optimizers.Adam(lr)
 
     @tf.function
     def step():

@@ -230,6 +230,7 @@ def test_eval_outputs_and_manifest(eval_local):
     assert isinstance(met["sanity_recovery"], float)
     assert met["sanity_recovery"] == pytest.approx(met["sanity_all_real_mean"]
                                                    / met["stage1_eval_return_mean"])
+    assert met["sanity_holds"] == (met["sanity_recovery"] >= 0.9)
     episodes = _csv(out / "episodes.csv")
     assert len(episodes) == N_TRIALS * 2
     assert {(r["mode"], r["n_real"], r["n_fake"]) for r in episodes} == {

@@ -19,6 +19,8 @@ from .common import already_done
 from .upstream import FitOutputs
 
 STAGE = "4-eval"
+# the refit on all real data must reach this fraction of the stage-1 agent's score
+SANITY_RECOVERY = 0.9
 
 
 def _csv_bytes(rows: list[dict]) -> bytes:
@@ -102,6 +104,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         "stage1_eval_return_mean": stage1,
         "sanity_all_real_mean": sanity["mean"] if sanity else None,
         "sanity_recovery": (sanity["mean"] / stage1) if sanity and stage1 else None,
+        "sanity_holds": (sanity["mean"] >= SANITY_RECOVERY * stage1) if sanity and stage1 else None,
         "summary": stats.to_jsonable(summary), "table": table,
     }
     with tempfile.TemporaryDirectory(prefix="rlpad-eval-") as work:
@@ -118,5 +121,9 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     if sanity:
         log(f"[{STAGE}] sanity: refit on all {n_available:,} real transitions scores {sanity['mean']:.1f} "
             f"= {100 * metrics['sanity_recovery']:.0f}% of the stage-1 agent's {stage1:.1f}")
+        if not metrics["sanity_holds"]:
+            log(f"[{STAGE}] sanity FAILS (< {SANITY_RECOVERY:.0%}): the refit does not recover this "
+                f"agent, so the lifts above do not answer the padding question; README 'Reading "
+                f"the quick profile's answer', and bench/refit_recovery.py across stage-1 seeds")
     log(f"[{STAGE}] outputs at {store.url(run_id, STAGE)}")
     return metrics
