@@ -59,10 +59,9 @@ def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float,
     from rlpad.config import load_config
     from rlpad.play import play
     from rlpad.qnet import build_head, split_at_cut
-    from rlpad.refit import RefitSettings, refit_head
     from rlpad.stages.upstream import FitOutputs
     from rlpad.store import Store
-    from rlpad.trials import load_artifacts
+    from rlpad.trials import load_artifacts, refit
 
     run = f"seed{seed}"
     st = Store(store)
@@ -86,10 +85,8 @@ def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float,
     out = {"seed": seed, "n": n, "agent_eval": fit.reader.metrics["eval_return_mean"]}
     stage1 = split_at_cut(fit.qnet(), fit.cfg.qnet, art.spec.obs_shape).head
     out["stage1"] = score(stage1)
-    out["refit"] = [score(refit_head(d, art.spec.n_actions, RefitSettings(
-        e.refit_steps, e.refit_batch, e.refit_lr, e.refit_gamma or art.gamma, e.refit_target_update,
-        1000 + r, double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,
-        average_from=e.refit_average_from, ensemble=e.refit_ensemble)).head) for r in range(refits)]
+    out["refit"] = [score(refit(d, art.spec.n_actions, e, e.refit_gamma or art.gamma, 1000 + r).head)
+                    for r in range(refits)]
 
     ones = np.ones((n, 1))
     phi = np.concatenate([np.maximum(d.e_s, 0), ones], 1)

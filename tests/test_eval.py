@@ -48,12 +48,12 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _ctx(store: str, run: str) -> dict:
+def _ctx(store: str, run: str, extra: tuple[str, ...] = ()) -> dict:
     """What stage 4 hands every trial (see rlpad.stages.evaluate)."""
     st = Store(store)
     upstream = {s: st.manifest(run, s)["_sha256"] for s in ("1-fit", "2-transform", "3-fit-gan")}
-    return {"store": store, "run": run, "config": load_config("quick", EVAL_SETS).to_dict(),
-            "upstream": upstream}
+    return {"store": store, "run": run,
+            "config": load_config("quick", [*EVAL_SETS, *extra]).to_dict(), "upstream": upstream}
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -121,11 +121,13 @@ def trial_ctx(quick_run):
                                          ["metrics"]["n_transitions"])}
 
 
-def test_run_trial_is_deterministic(trial_ctx):
+@pytest.mark.parametrize("method", ["lspi", "dqn"])
+def test_run_trial_is_deterministic(trial_ctx, quick_run, method):
     from rlpad.spark import clear_worker_cache
     from rlpad.trials import run_trial
 
-    ctx, specs = trial_ctx
+    _, specs = trial_ctx
+    ctx = _ctx(*quick_run, extra=(f'eval.refit_method="{method}"',))
     spec = specs["simple-r200-f500-000"]
     a = run_trial(spec, ctx)
     clear_worker_cache()  # the second run reloads every artifact too
@@ -133,7 +135,12 @@ def test_run_trial_is_deterministic(trial_ctx):
     strip = lambda r: {k: v for k, v in r.items() if k not in TIMING}  # noqa: E731
     assert strip(a) == strip(b)
     assert len(a["scores"]) == 2 and all(s > 0 for s in a["scores"])
-    assert a["n_real"] == 200 and a["n_fake"] == 500 and len(a["td_loss"]) == 10
+    assert a["n_real"] == 200 and a["n_fake"] == 500
+    if method == "dqn":  # the mean loss over each tenth of the steps
+        assert len(a["td_loss"]) == 10 and a["refit_converged"]
+    else:  # one loss per policy iteration; converged or stopped at refit_lspi_iters
+        assert 1 <= len(a["td_loss"]) <= 20
+        assert a["refit_converged"] == (len(a["td_loss"]) < 20)
 
 
 def test_constrained_gan_sees_only_the_trials_rows(trial_ctx, quick_run):
@@ -231,6 +238,8 @@ def test_eval_outputs_and_manifest(eval_local):
     assert met["sanity_recovery"] == pytest.approx(met["sanity_all_real_mean"]
                                                    / met["stage1_eval_return_mean"])
     assert met["sanity_holds"] == (met["sanity_recovery"] >= 0.9)
+    trials = _csv(out / "trials.csv")
+    assert met["refit_unconverged_trials"] == sum(r["refit_converged"] == "False" for r in trials)
     episodes = _csv(out / "episodes.csv")
     assert len(episodes) == N_TRIALS * 2
     assert {(r["mode"], r["n_real"], r["n_fake"]) for r in episodes} == {

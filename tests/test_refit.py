@@ -55,3 +55,47 @@ def test_refit_loop_is_traced_once_per_settings():
     refit_head(_two_action_mdp(300), 2, RefitSettings(**{**s.__dict__, "seed": 9}))
     assert loop.experimental_get_tracing_count() == traced == 1
     assert len(res.td_loss) == s.log_points  # the mean loss over each tenth of the steps
+
+
+def _chain_mdp(n_states: int = 6, gamma: float = 0.9, seed: int = 0):
+    """A deterministic MDP on one-hot embeddings with every (state, action) in the data:
+    LSTD-Q is then tabular, and LSPI must find the optimal policy (value iteration's)."""
+    rng = np.random.default_rng(seed)
+    nxt = rng.integers(n_states, size=(n_states, 2))
+    rew = rng.standard_normal((n_states, 2))
+    term = rng.random((n_states, 2)) < 0.15
+    q = np.zeros((n_states, 2))
+    for _ in range(2000):  # value iteration: the optimal Q
+        q = rew + gamma * (1 - term) * q.max(axis=1)[nxt]
+    s, a = np.meshgrid(np.arange(n_states), [0, 1], indexing="ij")
+    s, a = np.repeat(s.ravel(), 3), np.repeat(a.ravel(), 3)  # each pair three times
+    eye = np.eye(n_states, dtype=np.float32)
+    data = Transitions(eye[s], a.astype(np.int32), rew[s, a].astype(np.float32), eye[nxt[s, a]],
+                       term[s, a].astype(np.float32))
+    return data, q
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lspi_finds_the_optimal_policy_of_a_tabular_mdp(seed):
+    from rlpad.refit import LspiSettings, lspi_head
+
+    data, q_star = _chain_mdp(seed=seed)
+    res = lspi_head(data, 2, LspiSettings(gamma=0.9, ridge=1e-9, max_iters=50))
+    q = res.head(np.eye(len(q_star), dtype=np.float32)).numpy()
+    assert res.converged and res.iterations <= 50
+    np.testing.assert_array_equal(q.argmax(axis=1), q_star.argmax(axis=1))
+    # the bias column is redundant with one-hot states; the ridge picks the split, not Q
+    np.testing.assert_allclose(q, q_star, atol=1e-4)
+    assert res.td_loss[-1] < 1e-8  # Q* satisfies its own greedy Bellman equation
+
+
+def test_lspi_is_a_function_of_the_data():
+    from rlpad.refit import LspiSettings, lspi_head
+
+    data, _ = _chain_mdp(seed=4)
+    w1 = lspi_head(data, 2, LspiSettings(0.9)).head.get_weights()
+    w2 = lspi_head(data, 2, LspiSettings(0.9)).head.get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(w1, w2))
+    shuffled = data.subset(np.random.default_rng(0).permutation(len(data)))
+    w3 = lspi_head(shuffled, 2, LspiSettings(0.9)).head.get_weights()
+    assert all(np.allclose(x, y, atol=1e-5) for x, y in zip(w1, w3))  # order does not matter

@@ -124,6 +124,11 @@ class EvalConfig:
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"])
     repetitions: int = _f(3, lo=1)
+    refit_method: str = _f("dqn", choices=("dqn", "lspi"),
+                           doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
+                               "least-squares policy iteration, exact (refit_ridge, refit_lspi_iters)")
+    refit_ridge: float = _f(1e-3, lo=0.0, doc="lspi: L2 penalty per transition")
+    refit_lspi_iters: int = _f(20, lo=1, doc="lspi: most policy iterations")
     refit_steps: int = _f(12_000, lo=1)
     refit_batch: int = _f(128, lo=1)
     refit_lr: float = _f(3e-3, lo=0.0, hi=1.0)

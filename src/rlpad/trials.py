@@ -113,8 +113,20 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
                        t["terminal"].astype(np.float32))
 
 
+def refit(data, n_actions: int, e, gamma: float, seed: int):
+    """The profile's refit ([eval] refit_method and its settings) of a fresh head on `data`."""
+    from .refit import LspiSettings, RefitSettings, lspi_head, refit_head
+
+    if e.refit_method == "lspi":
+        return lspi_head(data, n_actions, LspiSettings(gamma, e.refit_ridge, e.refit_lspi_iters))
+    return refit_head(data, n_actions, RefitSettings(
+        e.refit_steps, e.refit_batch, e.refit_lr, gamma, e.refit_target_update, seed,
+        double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,
+        average_from=e.refit_average_from, ensemble=e.refit_ensemble))
+
+
 def run_trial(spec: dict, ctx: dict) -> dict:
-    from .refit import RefitSettings, Transitions, refit_head
+    from .refit import Transitions
     from .spark import ctx_key, worker_cache
 
     t0 = time.time()
@@ -154,11 +166,8 @@ def run_trial(spec: dict, ctx: dict) -> dict:
 
     tr = time.time()
     gamma = e.refit_gamma or art.gamma
-    res = refit_head(Transitions.concat(parts), art.spec.n_actions,
-                     RefitSettings(e.refit_steps, e.refit_batch, e.refit_lr, gamma,
-                                   e.refit_target_update, _seed(seed, "refit", mode, n_fake),
-                                   double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,
-                                   average_from=e.refit_average_from, ensemble=e.refit_ensemble))
+    res = refit(Transitions.concat(parts), art.spec.n_actions, e, gamma,
+                _seed(seed, "refit", mode, n_fake))
     refit_s = time.time() - tr
 
     import tensorflow as tf
@@ -176,6 +185,7 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         "rep": int(spec["rep"]), "seed": seed, "all_real": bool(spec.get("all_real", False)),
         "scores": [float(v) for v in pr.returns], "lengths": [int(v) for v in pr.lengths],
         "td_loss": [float(v) for v in res.td_loss], "q_mean": res.q_mean,
+        "refit_converged": bool(res.converged),
         "gan_s": round(gan_s, 3), "refit_s": round(refit_s, 3), "play_s": round(time.time() - tp, 3),
         "wall_s": round(time.time() - t0, 3), **gan_info,
     }

@@ -39,8 +39,8 @@ def episode_rows(results: list[dict]) -> list[dict]:
 
 
 def trial_rows(results: list[dict]) -> list[dict]:
-    keys = ("trial_id", "mode", "n_real", "n_fake", "rep", "seed", "q_mean", "gan_s", "refit_s",
-            "play_s", "wall_s")
+    keys = ("trial_id", "mode", "n_real", "n_fake", "rep", "seed", "q_mean", "refit_converged",
+            "gan_s", "refit_s", "play_s", "wall_s")
     return [{**{k: r.get(k) for k in keys}, "mean_score": sum(r["scores"]) / len(r["scores"]),
              "final_td_loss": r["td_loss"][-1] if r["td_loss"] else None} for r in results]
 
@@ -105,6 +105,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         "sanity_all_real_mean": sanity["mean"] if sanity else None,
         "sanity_recovery": (sanity["mean"] / stage1) if sanity and stage1 else None,
         "sanity_holds": (sanity["mean"] >= SANITY_RECOVERY * stage1) if sanity and stage1 else None,
+        "refit_unconverged_trials": sum(not r.get("refit_converged", True) for r in results),
         "summary": stats.to_jsonable(summary), "table": table,
     }
     with tempfile.TemporaryDirectory(prefix="rlpad-eval-") as work:
@@ -118,6 +119,12 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics, upstream=upstream)
     store.rm(store.path(run_id, STAGE, "_trials"), recursive=True)
     print(table)
+    if metrics["refit_unconverged_trials"]:
+        cells = sorted({f"{r['mode']}/{r['n_real']}/{r['n_fake']}" for r in results
+                        if not r.get("refit_converged", True)})
+        log(f"[{STAGE}] the refit cycled without converging (last iterate used) in "
+            f"{metrics['refit_unconverged_trials']} of {len(results)} trials; cells "
+            f"(mode/n_real/n_fake): {', '.join(cells)}")
     if sanity:
         log(f"[{STAGE}] sanity: refit on all {n_available:,} real transitions scores {sanity['mean']:.1f} "
             f"= {100 * metrics['sanity_recovery']:.0f}% of the stage-1 agent's {stage1:.1f}")
