@@ -211,6 +211,16 @@ def test_local_grid(sessions):
     assert all(r["worker"]["loads"] == 1 for r in again)
 
 
+def test_costly_trials_are_scheduled_first(sessions):
+    """Tasks start in partition order; the specs' "cost" puts the longest first (stable)."""
+    costs = [1.0, 20.0, 1.5, 20.0, 0.0, 3.0]
+    specs = [{**s, "cost": c} for s, c in zip(SPECS, costs)]
+    out = run_grid(specs, TOY, CTX, spark=sessions.get(LOCAL2))
+    by_partition = sorted(out, key=lambda r: r["worker"]["partition"])
+    assert [r["trial_id"] for r in by_partition] == ["t01", "t03", "t05", "t02", "t00", "t04"]
+    assert _strip(out) == _strip(_expected(specs))
+
+
 def test_done_skips_finished_trials(sessions):
     spark = sessions.get(LOCAL2)
     expected = {r["trial_id"]: r for r in _expected()}

@@ -497,6 +497,7 @@ def run_grid(specs: Sequence[Mapping[str, Any]], trial_fn: str, ctx: Mapping[str
     spark: an active SparkSession to use; otherwise one is started from `settings` for
         this call (and not started at all when nothing is left to run).
     done: trial_id -> result of trials finished earlier: not re-run, returned as they are.
+    A spec's optional "cost" (relative expected run time) orders the tasks, longest first.
     on_result: called in this thread with each new result as its task finishes (persist it
         there); on_progress: called after it with a GridProgress.
     A trial failing on every attempt raises TrialError; results delivered before stay
@@ -519,7 +520,10 @@ def run_grid(specs: Sequence[Mapping[str, Any]], trial_fn: str, ctx: Mapping[str
     grid = _check_specs(specs)
     done = dict(done or {})
     finished = {s["trial_id"]: done[s["trial_id"]] for s in grid if s["trial_id"] in done}
-    todo = [s for s in grid if s["trial_id"] not in finished]
+    # Longest first (a spec may carry a relative "cost"): Spark starts tasks in partition
+    # order, so the expensive trials do not end up as the grid's tail on one executor.
+    todo = sorted((s for s in grid if s["trial_id"] not in finished),
+                  key=lambda s: -float(s.get("cost", 0.0)))
     log.info("grid: %d trials, %d done before, %d to run", len(grid), len(finished), len(todo))
     if todo:
         if spark is not None:

@@ -30,6 +30,12 @@ def _attempt() -> int:
     return tc.attemptNumber() if tc is not None else 0
 
 
+def _partition() -> int:
+    from pyspark import TaskContext
+    tc = TaskContext.get()
+    return tc.partitionId() if tc is not None else -1
+
+
 def run_trial(spec: dict, ctx: dict) -> dict:
     global _CALLS
     _CALLS += 1
@@ -41,7 +47,8 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         "mode": spec.get("mode", "simple"),
         "scores": scores.tolist(),
         "mean": float(scores.mean()),
-        "worker": {"pid": os.getpid(), "loads": _LOADS, "calls": _CALLS, "attempt": _attempt()},
+        "worker": {"pid": os.getpid(), "loads": _LOADS, "calls": _CALLS, "attempt": _attempt(),
+                   "partition": _partition()},
     }
 
 

@@ -40,6 +40,9 @@ def grid_specs(cfg: Config, n_available: int) -> list[dict]:
                         "mode": mode, "n_real": n_real, "n_fake": n_fake, "rep": rep,
                         "all_real": n_real == n_available,
                         "seed": _seed(cfg.seed, n_real, rep),  # shared across modes: paired design
+                        # relative run time, for scheduling: a constrained trial fits a GAN
+                        "cost": (20.0 if mode == "constrained" and n_fake else 1.0)
+                                + n_real / 10_000,
                     })
     return specs
 
