@@ -153,6 +153,8 @@ def test_wrong_type(tmp_path, line, key, what):
     ("env.frame_stack = 17", "env.frame_stack", "<= 16"),
     ("seed = -1", "seed", ">= 0"),
     ("dqn.eps_end = 2.0", "dqn.eps_end", "<= 1.0"),
+    ("dqn.lr_final = 1.5", "dqn.lr_final", "<= 1.0"),
+    ("eval.refit_ridge = 0.0", "eval.refit_ridge", ">= 1e-12"),
 ])
 def test_out_of_range(tmp_path, line, key, bound):
     p = _profile(tmp_path, line)
@@ -167,6 +169,7 @@ def test_out_of_range(tmp_path, line, key, bound):
     ('qnet.arch = "resnet"', "qnet.arch"),
     ('env.kind = "mujoco"', "env.kind"),
     ('gan.variant = "vanilla"', "gan.variant"),
+    ('eval.refit_method = "fqi"', "eval.refit_method"),
 ])
 def test_bad_choice(tmp_path, line, key):
     p = _profile(tmp_path, line)

@@ -127,7 +127,8 @@ class EvalConfig:
     refit_method: str = _f("dqn", choices=("dqn", "lspi"),
                            doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
                                "least-squares policy iteration, exact (refit_ridge, refit_lspi_iters)")
-    refit_ridge: float = _f(1e-3, lo=0.0, doc="lspi: L2 penalty per transition")
+    refit_ridge: float = _f(1e-3, lo=1e-12, doc="lspi: L2 penalty per transition (> 0: keeps "
+                                                   "an action the sample lacks solvable)")
     refit_lspi_iters: int = _f(20, lo=1, doc="lspi: most policy iterations")
     refit_steps: int = _f(12_000, lo=1)
     refit_batch: int = _f(128, lo=1)
