@@ -204,14 +204,15 @@ def lspi_head(data: Transitions, n_actions: int, s: LspiSettings) -> RefitResult
     g = s.gamma * (1.0 - data.terminal.astype(np.float64))
     d1, acts = dim + 1, range(n_actions)
     by_a = [data.action == a for a in acts]
+    phi_a, phi2_a, g_a = ([x[m] for m in by_a] for x in (phi, phi2, g))  # rows taking action a
     # A = sum phi(s,a) [phi(s,a) - g phi(s', pi(s'))]^T in blocks (a, b) of size d1: the
     # constant part once, the policy part per iteration
     a_const = np.zeros((n_actions * d1, n_actions * d1))
     b_vec = np.zeros(n_actions * d1)
     for a in acts:
         blk = slice(a * d1, (a + 1) * d1)
-        a_const[blk, blk] = phi[by_a[a]].T @ phi[by_a[a]] + s.ridge * n * np.eye(d1)
-        b_vec[blk] = phi[by_a[a]].T @ data.reward[by_a[a]]
+        a_const[blk, blk] = phi_a[a].T @ phi_a[a] + s.ridge * n * np.eye(d1)
+        b_vec[blk] = phi_a[a].T @ data.reward[by_a[a]]
     theta = np.zeros((d1, n_actions))
     pi_next, losses, converged = None, [], False
     for _ in range(s.max_iters):
@@ -222,9 +223,10 @@ def lspi_head(data: Transitions, n_actions: int, s: LspiSettings) -> RefitResult
         pi_next = greedy
         mat = a_const.copy()
         for a in acts:
+            nxt = greedy[by_a[a]]
             for b in acts:
-                w = (g * (greedy == b))[by_a[a], None]
-                mat[a * d1:(a + 1) * d1, b * d1:(b + 1) * d1] -= phi[by_a[a]].T @ (w * phi2[by_a[a]])
+                w = (g_a[a] * (nxt == b))[:, None]
+                mat[a * d1:(a + 1) * d1, b * d1:(b + 1) * d1] -= phi_a[a].T @ (w * phi2_a[a])
         theta = np.linalg.solve(mat, b_vec).reshape(n_actions, d1).T
         q_next = phi2 @ theta
         err = (phi @ theta)[np.arange(n), data.action] - (data.reward + g * q_next.max(axis=1))
