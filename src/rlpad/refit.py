@@ -63,9 +63,8 @@ class RefitSettings:
 @dataclass
 class RefitResult:
     head: keras.Model
-    td_loss: list[float]  # mean Huber loss over each of log_points windows (LSPI: iterations)
+    td_loss: list[float]  # mean Huber loss over each of log_points windows (LSPI: per iteration)
     q_mean: float  # mean max-Q over the data at the end (overestimation watch)
-    iterations: int = 0  # LSPI: policy iterations run
     converged: bool = True  # LSPI: the greedy policy stopped changing
 
 
@@ -235,4 +234,4 @@ def lspi_head(data: Transitions, n_actions: int, s: LspiSettings) -> RefitResult
     head = build_head(dim, n_actions, name="refit_head")
     head.set_weights([theta[:dim].astype(np.float32), theta[dim].astype(np.float32)])
     q_mean = float((phi @ theta).max(axis=1).mean())
-    return RefitResult(head, losses, q_mean, iterations=len(losses), converged=converged)
+    return RefitResult(head, losses, q_mean, converged=converged)

@@ -116,9 +116,12 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
                        t["terminal"].astype(np.float32))
 
 
-def refit(data, n_actions: int, e, gamma: float, seed: int):
-    """The profile's refit ([eval] refit_method and its settings) of a fresh head on `data`."""
+def refit(data, n_actions: int, e, stage1_gamma: float, seed: int):
+    """The profile's refit ([eval] refit_method and its settings) of a fresh head on `data`,
+    with [eval] refit_gamma or else stage 1's gamma."""
     from .refit import LspiSettings, RefitSettings, lspi_head, refit_head
+
+    gamma = e.refit_gamma or stage1_gamma
 
     if e.refit_method == "lspi":
         return lspi_head(data, n_actions, LspiSettings(gamma, e.refit_ridge, e.refit_lspi_iters))
@@ -168,8 +171,7 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         gan_s = time.time() - tg
 
     tr = time.time()
-    gamma = e.refit_gamma or art.gamma
-    res = refit(Transitions.concat(parts), art.spec.n_actions, e, gamma,
+    res = refit(Transitions.concat(parts), art.spec.n_actions, e, art.gamma,
                 _seed(seed, "refit", mode, n_fake))
     refit_s = time.time() - tr
 
