@@ -68,16 +68,17 @@ def worker_rlpad(args) -> dict:
     agent = DQNAgent(cfg, spec)
     replay = ReplayMemory(c.buffer_size, spec.frame_shape, spec.frame_dtype, spec.stack)
     rng = np.random.default_rng(cfg.seed)
-    actor = Actor(cfg, spec, agent, replay, rng, seed=cfg.seed)
+    actor = Actor(cfg, spec, agent, replay, rng)
+    actor.reset()
     total = args.learning_starts + args.steps
     step, updates, episodes, t0 = 0, 0, 0, None
     # The loop of rlpad.dqn.train_dqn (same Actor, same training schedule), minus its logging.
     while step < total:
         if step == args.learning_starts:
             t0 = time.perf_counter()
-        _, episode_over = actor.step(epsilon_at(c, step))
+        _, ended_return = actor.step(epsilon_at(c, step))
         step += 1
-        episodes += episode_over
+        episodes += ended_return is not None
         if step >= c.learning_starts and step % c.train_freq == 0:
             for _ in range(c.gradient_steps):
                 agent.train(replay.sample(rng, c.batch_size))

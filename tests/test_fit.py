@@ -35,10 +35,11 @@ QUICK_TINY = ["dqn.total_steps=600", "dqn.learning_starts=100", "dqn.train_freq=
               "dqn.gradient_steps=5", "dqn.eval_every=300", "dqn.eval_episodes=2",
               "dqn.final_eval_episodes=3", "dqn.checkpoint_every=300",
               "dqn.stop_at_eval_return=0"]
-# Long enough (a train step every agent step) that a kill lands mid-run.
+# Long enough (a train step every agent step) that a kill lands mid-run; checkpoints (every 400)
+# fall between evaluations (every 250), so a checkpoint holds losses not yet logged.
 QUICK_KILL = ["dqn.total_steps=3000", "dqn.learning_starts=100", "dqn.train_freq=1",
               "dqn.gradient_steps=1", "dqn.eval_every=250", "dqn.eval_episodes=1",
-              "dqn.final_eval_episodes=2", "dqn.checkpoint_every=250", "dqn.buffer_size=10000",
+              "dqn.final_eval_episodes=2", "dqn.checkpoint_every=400", "dqn.buffer_size=10000",
               "dqn.stop_at_eval_return=0"]
 BREAKOUT_TINY = ["dqn.total_steps=400", "dqn.learning_starts=100", "dqn.buffer_size=1000",
                  "dqn.eval_every=400", "dqn.eval_episodes=1", "dqn.final_eval_episodes=1",
@@ -102,7 +103,7 @@ def test_fit_outputs_and_manifest(quick_tiny):
     assert isinstance(mt["eval_return_mean"], float) and isinstance(mt["eval_return_std"], float)
     assert mt["eval_episodes"] == 3 and len(mt["eval_returns"]) == 3
     assert mt["eval_return_mean"] == pytest.approx(np.mean(mt["eval_returns"]))
-    assert mt["agent_steps"] == 600 and mt["resumed_from_step"] == 0
+    assert mt["agent_steps"] == 600 and m["run_info"]["resumed_from_step"] == 0
     assert (mt["env_id"], mt["n_actions"], mt["embed_dim"]) == ("CartPole-v1", 2, 64)
     # curve.csv: one row per periodic eval
     with open(d / "curve.csv") as f:
@@ -162,27 +163,61 @@ def _complete_ckpts(stage_dir: Path) -> list[int]:
                   if p.name.isdigit() and (p / "COMPLETE.json").exists())
 
 
-def test_kill9_then_resume(tmp_path):
+def _kill_run(store: Path, run: str, overrides: list[str], log_path: Path, *,
+              failpoints: str = "", profile: str = "quick") -> None:
+    """Start a fit and SIGKILL it: by a failpoint (RLPAD_FAILPOINTS, rlpad/failpoints.py) or,
+    without one, as soon as its first checkpoint is complete (a kill at a random moment)."""
+    stage_dir = store / run / STAGE
+    cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, "--profile", profile,
+           *_sets(overrides)]
+    env = {**ENV, "RLPAD_FAILPOINTS": failpoints} if failpoints else ENV
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.time() + 300
+            while proc.poll() is None and not (not failpoints and _complete_ckpts(stage_dir)):
+                assert time.time() < deadline, "no kill within 300 s"
+                time.sleep(0.02)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == -signal.SIGKILL, log_path.read_text()[-2000:]
+    assert not (stage_dir / "manifest.json").exists(), "the run finished before the kill"
+
+
+def _outputs(store: Path, run: str) -> dict:
+    """What an uninterrupted and a resumed run must share: file hashes of the weights and
+    the replay, the replay's arrays, the curve without its wall-clock column, the metrics."""
+    d = store / run / STAGE
+    with open(d / "curve.csv") as f:
+        curve = [{k: v for k, v in r.items() if k != "steps_per_s"} for r in csv.DictReader(f)]
+    rep = ReplayMemory.load(str(d / "replay.h5"))
+    arrays = {n: hashlib.sha256(np.ascontiguousarray(getattr(rep, n)[:rep.size]).tobytes()).hexdigest()
+              for n in ("frames", "actions", "rewards", "terminals", "has_next", "pos")}
+    return {"qnet": sha256_file(d / "qnet.weights.h5"), "replay_file": sha256_file(d / "replay.h5"),
+            "replay": arrays, "curve": curve, "metrics": _manifest(store, run)["metrics"]}
+
+
+@pytest.fixture(scope="module")
+def quick_kill_reference(tmp_path_factory):
+    store = tmp_path_factory.mktemp("kill-ref") / "store"
+    _ok(rlpad_fit(store, "ref", QUICK_KILL))
+    return _outputs(store, "ref")
+
+
+@pytest.mark.parametrize("failpoints", ["", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"],
+                         ids=["after-first-checkpoint", "during-eval", "during-checkpoint-write",
+                              "mid-episode"])
+def test_kill9_then_resume_is_exact(tmp_path, quick_kill_reference, failpoints):
+    """Killed anywhere, the rerun resumes from its newest complete checkpoint and ends
+    bit-identical to the run never killed."""
     store, run = tmp_path / "store", "killed"
     stage_dir = store / run / STAGE
-    log = open(tmp_path / "first.log", "w")
-    cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, *_sets(QUICK_KILL)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV)
-    try:
-        deadline = time.time() + 300
-        while not _complete_ckpts(stage_dir):
-            assert proc.poll() is None, f"fit ended (rc {proc.returncode}) before any checkpoint"
-            assert time.time() < deadline, "no checkpoint within 300 s"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-    assert proc.returncode == -signal.SIGKILL
-    assert not (stage_dir / "manifest.json").exists(), "the run finished before the kill"
+    _kill_run(store, run, QUICK_KILL, tmp_path / "first.log", failpoints=failpoints)
     steps = _complete_ckpts(stage_dir)
     n = steps[-1]
     assert 0 < n < 3000
@@ -193,22 +228,25 @@ def test_kill9_then_resume(tmp_path):
 
     p = _ok(rlpad_fit(store, run, QUICK_KILL))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout, p.stdout[-2000:]
-    mt = _manifest(store, run)["metrics"]
-    assert mt["resumed_from_step"] == n > 0
-    assert mt["agent_steps"] == 3000  # the step counter went on from n, not from 0
+    m = _manifest(store, run)
+    assert m["run_info"]["resumed_from_step"] == n > 0
+    assert m["metrics"]["agent_steps"] == 3000  # the step counter went on from n, not from 0
     # the replay kept the rows written before the kill: all of them, unchanged, first
     pre = ReplayMemory.load(str(pre_kill))
     post = ReplayMemory.load(str(stage_dir / "replay.h5"))
-    assert pre.size > n and mt["replay_rows"] == post.size > n
-    assert post.n_transitions() == 3000  # n before the kill + 3000 - n after
-    k = pre.size
-    for name in ("frames", "actions", "rewards", "terminals", "pos"):
+    assert pre.size > n and post.size > n and post.n_transitions() == 3000
+    k = pre.size  # the newest row's transition came after the checkpoint
+    for name in ("frames", "pos"):
         np.testing.assert_array_equal(getattr(post, name)[:k], getattr(pre, name)[:k], err_msg=name)
-    # the learning curve spans the kill
-    with open(stage_dir / "curve.csv") as f:
-        curve_steps = [int(r["step"]) for r in csv.DictReader(f)]
-    assert curve_steps == list(range(250, 3001, 250))
+    for name in ("actions", "rewards", "terminals", "has_next"):
+        np.testing.assert_array_equal(getattr(post, name)[:k - 1], getattr(pre, name)[:k - 1],
+                                      err_msg=name)
     assert not (stage_dir / "_ckpt").exists()
+    # and everything equals the uninterrupted run's
+    got, want = _outputs(store, run), quick_kill_reference
+    assert [int(r["step"]) for r in got["curve"]] == list(range(250, 3001, 250))
+    for key in ("curve", "metrics", "replay", "replay_file", "qnet"):
+        assert got[key] == want[key], key
 
 
 # ---- (c) determinism ----------------------------------------------------------------------------
@@ -291,12 +329,19 @@ def test_run_id_with_dotdot_is_refused(tmp_path):
 
 
 # ---- (f) Breakout: real ROM, real CNN, replay through HDF5 ---------------------------------------
-def test_breakout_tiny_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def breakout_tiny(tmp_path_factory):
+    store = tmp_path_factory.mktemp("breakout") / "store"
+    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    return store, p
+
+
+def test_breakout_tiny_end_to_end(breakout_tiny):
+    from rlpad.dqn import episode_seed
     from rlpad.envs import FrameStack, env_spec, make_env
     from rlpad.qnet import build_qnet
 
-    store = tmp_path / "store"
-    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    store, p = breakout_tiny
     assert "eval return" in p.stdout
     d = store / "b" / STAGE
     m = _manifest(store, "b")
@@ -320,7 +365,7 @@ def test_breakout_tiny_end_to_end(tmp_path):
     assert rep.size < rep.capacity  # the whole run is held: row 0 is the first reset
 
     # Re-drive a fresh env with the replay's actions: every frame, reward and stacked state the
-    # replay holds is what the real ROM produces (train_dqn resets with seed cfg.seed first).
+    # replay holds is what the real ROM produces (episode k is reset on episode_seed(seed, k)).
     env = make_env(cfg.env)
     fs = FrameStack(spec)
     rows = set(rep.transition_rows().tolist())
@@ -328,7 +373,7 @@ def test_breakout_tiny_end_to_end(tmp_path):
     try:
         for i in range(rep.size):
             if rep.pos[i] == 0:
-                obs, info = env.reset(seed=cfg.seed) if i == 0 else env.reset()
+                obs, info = env.reset(seed=episode_seed(cfg.seed, n_episodes))
                 state = fs.reset(obs)
                 lives = info["lives"]
                 n_episodes += 1
@@ -348,6 +393,22 @@ def test_breakout_tiny_end_to_end(tmp_path):
     finally:
         env.close()
     assert checked == 400 and n_episodes >= 2  # max_episode_steps=150 agent steps: several episodes
+
+
+def test_breakout_kill9_mid_episode_resumes_exactly(tmp_path, breakout_tiny):
+    """The Atari profile: killed mid-episode (step 300; checkpoint at 200), the rerun
+    replays the episode under way on the real ROM and ends bit-identical."""
+    ref_store, _ = breakout_tiny
+    store = tmp_path / "store"
+    _kill_run(store, "b", BREAKOUT_TINY, tmp_path / "first.log", failpoints="1-fit.step=300",
+              profile="breakout")
+    assert _complete_ckpts(store / "b" / STAGE) == [200]
+    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    assert "resuming from checkpoint at step 200" in p.stdout
+    assert _manifest(store, "b")["run_info"]["resumed_from_step"] == 200
+    got, want = _outputs(store, "b"), _outputs(ref_store, "b")
+    for key in ("curve", "metrics", "replay", "replay_file", "qnet"):
+        assert got[key] == want[key], key
 
 
 # ---- (g) acceptance: the quick profile solves CartPole ------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from . import failpoints
 from .config import Config, DQNConfig
 from .envs import EnvSpec, FrameStack, make_env
 from .h5arrays import assign_arrays, read_arrays, write_arrays
@@ -25,6 +27,7 @@ from .play import play
 from .progress import Progress
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
+from .seeding import derive_seed
 
 
 def save_optimizer(opt: FusedOptimizer, path: str) -> None:
@@ -110,37 +113,78 @@ def epsilon_at(c: DQNConfig, step: int) -> float:
     return c.eps_start + frac * (c.eps_end - c.eps_start)
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """The env seed of training episode `episode` (0-based): every episode is a function of
+    its seed and its actions, so a resumed run rebuilds a half-played one exactly."""
+    return derive_seed(seed, "train-episode", episode)
+
+
+class ResumeError(RuntimeError):
+    pass
+
+
 class Actor:
     """Epsilon-greedy play of one env, every step recorded in the replay memory. A lost life
-    is terminal for learning (not for play) when the profile says so, as in the seed."""
+    is terminal for learning (not for play) when the profile says so, as in the seed.
+    Episode k runs on env seed episode_seed(seed, k); the actor keeps the actions of the
+    episode under way, which with that seed are the whole env state (see `restore`)."""
 
     def __init__(self, cfg: Config, spec: EnvSpec, agent: DQNAgent, replay: ReplayMemory,
-                 rng: np.random.Generator, seed: int):
+                 rng: np.random.Generator):
         self.cfg, self.spec, self.agent, self.replay, self.rng = cfg, spec, agent, replay, rng
         self.env = make_env(cfg.env)
         self.stacker = FrameStack(spec)
-        self.reset(seed)
+        self.episode = -1
+        self.actions: list[int] = []  # this episode's actions so far (our indices)
+        self.ep_return = 0.0
 
-    def reset(self, seed: int | None = None) -> None:
-        obs, info = self.env.reset(seed=seed)
+    def _reset_env(self, episode: int) -> np.ndarray:
+        self.episode, self.actions, self.ep_return = episode, [], 0.0
+        obs, info = self.env.reset(seed=episode_seed(self.cfg.seed, episode))
         self.state = self.stacker.reset(obs)
-        self.replay.start_episode(obs)
         self.lives = info.get("lives", 0)
+        return obs
 
-    def step(self, eps: float) -> tuple[float, bool]:
-        """One agent step; returns (reward, episode over). A finished episode restarts."""
+    def reset(self) -> None:
+        """Start the next episode and record its first frame."""
+        self.replay.start_episode(self._reset_env(self.episode + 1))
+
+    def _env_step(self, a: int):
+        obs, r, term, trunc, info = self.env.step(self.spec.action_ids[a])
+        life_lost = self.cfg.env.life_loss_terminal and info.get("lives", 0) < self.lives
+        self.lives = info.get("lives", 0)
+        self.actions.append(a)
+        self.ep_return += float(r)
+        self.state = self.stacker.push(obs)
+        return obs, float(r), bool(term), bool(trunc), bool(life_lost)
+
+    def restore(self, episode: int, actions: list[int]) -> None:
+        """Rebuild episode `episode` after `actions` (a resumed run) without recording:
+        the replay already holds those steps. The rebuilt frame must be the replay's newest."""
+        obs = self._reset_env(episode)
+        for a in actions:
+            obs = self._env_step(int(a))[0]
+        newest = self.replay.frames[(self.replay.cursor - 1) % self.replay.capacity]
+        if not np.array_equal(obs, newest):
+            raise ResumeError(
+                f"env {self.cfg.env.id!r} did not replay episode {episode} to the checkpoint's "
+                "frame: it is not deterministic under its seed, so the run cannot resume "
+                "exactly; rerun `bash 1-initial-fit.sh` with --force")
+
+    def step(self, eps: float) -> tuple[float, float | None]:
+        """One agent step: (reward, the episode's return if it just ended, else None).
+        A finished episode restarts."""
         if self.rng.random() < eps:
             a = int(self.rng.integers(self.spec.n_actions))
         else:
             a = self.agent.act(self.state)
-        obs, r, term, trunc, info = self.env.step(self.spec.action_ids[a])
-        life_lost = self.cfg.env.life_loss_terminal and info.get("lives", 0) < self.lives
-        self.lives = info.get("lives", 0)
-        self.replay.add(a, float(r), bool(term or life_lost), obs)
-        self.state = self.stacker.push(obs)
+        obs, r, term, trunc, life_lost = self._env_step(a)
+        self.replay.add(a, r, term or life_lost, obs)
         if term or trunc:
+            ended = self.ep_return
             self.reset()
-        return float(r), bool(term or trunc)
+            return r, ended
+        return r, None
 
     def close(self) -> None:
         self.env.close()
@@ -162,16 +206,20 @@ class DQNResult:
 
 @dataclass
 class _LoopState:
-    """Everything besides networks and replay that a resumed run needs."""
+    """Everything besides networks, optimizer and replay that a resumed run needs to go on
+    exactly as the run that was killed would have."""
 
     step: int = 0
-    episodes: int = 0
+    episodes: int = 0  # finished
     recent_returns: list[float] = field(default_factory=list)
     best_eval: float = float("-inf")
     best_step: int = -1
     curve: list[dict] = field(default_factory=list)
     rng_state: dict = field(default_factory=dict)
     stopped_early: bool = False
+    episode: int = 0  # the episode under way and its actions so far: with its seed, the env
+    episode_actions: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)  # since the last evaluation
 
 
 def _save_weights_list(weights: list[np.ndarray], path: str) -> None:
@@ -184,8 +232,15 @@ def _load_weights_list(path: str) -> list[np.ndarray]:
         return read_arrays(f)
 
 
+_TB_PREFIX = "tb--"  # TensorBoard event files ride along in the (flat) checkpoint folder
+
+
 def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
               log: Callable[[str], None] = print, tb_dir: str | None = None) -> DQNResult:
+    """Train from scratch, or resume from `ckpt`'s newest checkpoint. On CPU a run killed at
+    any point and resumed ends bit-identical to one never killed (wall times aside): the
+    checkpoint holds the networks, optimizer, replay, RNG, the episode under way and the
+    losses since the last evaluation."""
     c = cfg.dqn
     keras.utils.set_random_seed(cfg.seed)
     agent = DQNAgent(cfg, spec)
@@ -203,14 +258,23 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
             st = _LoopState(**json.load(f))
         rng.bit_generator.state = st.rng_state
         best_weights = _load_weights_list(os.path.join(ckdir, "best.h5"))
+        if tb_dir:
+            os.makedirs(tb_dir, exist_ok=True)
+            for name in os.listdir(ckdir):
+                if name.startswith(_TB_PREFIX):
+                    shutil.copyfile(os.path.join(ckdir, name),
+                                    os.path.join(tb_dir, name[len(_TB_PREFIX):]))
         log(f"[1-fit] resuming from checkpoint at step {st.step:,} "
             f"({replay.size:,} replay rows kept, {st.episodes} episodes so far)")
     resumed_from = st.step
 
     writer = tf.summary.create_file_writer(tb_dir) if tb_dir else None
-    # A resumed run starts a fresh episode on a seed derived from its step.
-    actor = Actor(cfg, spec, agent, replay, rng, seed=cfg.seed + st.step)
-    ep_return, losses = 0.0, []
+    actor = Actor(cfg, spec, agent, replay, rng)
+    if marker is None:
+        actor.reset()
+    else:
+        actor.restore(st.episode, st.episode_actions)
+    losses = st.losses
     prog = Progress(c.total_steps, "1-fit", start=st.step)
     t_last, step_last = time.time(), st.step
 
@@ -220,14 +284,20 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
         replay.save(os.path.join(ckdir, "replay.h5"))
         _save_weights_list(best_weights, os.path.join(ckdir, "best.h5"))
         st.rng_state = rng.bit_generator.state
+        st.episode, st.episode_actions = actor.episode, list(actor.actions)
         with open(os.path.join(ckdir, "loop.json"), "w") as f:
             json.dump(st.__dict__, f)
+        if writer:
+            writer.flush()
+            for name in os.listdir(tb_dir):
+                shutil.copyfile(os.path.join(tb_dir, name), os.path.join(ckdir, _TB_PREFIX + name))
         ckpt.save(ckdir, st.step, {"episodes": st.episodes})
 
     def evaluate() -> None:
         nonlocal best_weights, t_last, step_last
         res = play(agent.q_values, cfg.env, spec, c.eval_episodes, seed=cfg.seed + 1_000_000 + st.step,
                    n_envs=min(c.eval_episodes, 8), epsilon=c.eval_epsilon)
+        failpoints.hit("1-fit.eval")
         mean, std = float(res.returns.mean()), float(res.returns.std())
         if mean > st.best_eval:
             st.best_eval, st.best_step = mean, st.step
@@ -253,17 +323,16 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
 
     while st.step < c.total_steps and not st.stopped_early:
         eps = epsilon_at(c, st.step)
-        r, episode_over = actor.step(eps)
-        ep_return += r
+        _, ended_return = actor.step(eps)
         st.step += 1
-        if episode_over:
+        failpoints.hit("1-fit.step")
+        if ended_return is not None:
             st.episodes += 1
-            st.recent_returns = (st.recent_returns + [ep_return])[-20:]
+            st.recent_returns = (st.recent_returns + [ended_return])[-20:]
             if writer:
                 with writer.as_default(step=st.step):
-                    tf.summary.scalar("charts/episodic_return", ep_return)
+                    tf.summary.scalar("charts/episodic_return", ended_return)
                     tf.summary.scalar("charts/epsilon", eps)
-            ep_return = 0.0
         if st.step >= c.learning_starts and st.step % c.train_freq == 0:
             if c.lr_final != 1.0:  # linear decay, from the step: a resumed run continues it
                 agent.opt.lr.assign(c.lr * (1.0 + (c.lr_final - 1.0) * st.step / c.total_steps))
@@ -303,6 +372,5 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
         "stopped_early": st.stopped_early,
         "replay_rows": replay.size,
         "replay_transitions": replay.n_transitions(),
-        "resumed_from_step": resumed_from,
     }
     return DQNResult(agent, replay, st.curve, metrics, resumed_from)

@@ -29,6 +29,8 @@ import fsspec
 import fsspec.asyn
 from fsspec.exceptions import FSTimeoutError
 
+from . import failpoints
+
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "rlpad-manifest"
 MANIFEST_VERSION = 1
@@ -372,7 +374,10 @@ class Store:
         then drop older checkpoints."""
         base = self.path(run, stage, f"_ckpt/{step:012d}")
         files = {}
-        for name in sorted(os.listdir(local_dir)):
+        names = sorted(os.listdir(local_dir))
+        for i, name in enumerate(names):
+            if i == len(names) // 2:
+                failpoints.hit("checkpoint.write")  # crash tests: a checkpoint half-written
             src = os.path.join(local_dir, name)
             files[name] = sha256_file(src)
             self.put_file(src, f"{base}/{name}")
@@ -502,7 +507,10 @@ class StageWriter:
         self.put_bytes(name, json.dumps(obj, indent=1, sort_keys=True).encode())
 
     def commit(self, *, config: dict, config_hash: str, metrics: dict,
-               upstream: dict[str, str] | None = None) -> dict:
+               upstream: dict[str, str] | None = None, run_info: dict | None = None) -> dict:
+        """metrics: the stage's results (what a rerun reproduces); run_info: how this run
+        went (e.g. the step it resumed from), kept apart so resumed and uninterrupted runs
+        have the same metrics."""
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
@@ -517,6 +525,7 @@ class StageWriter:
             "wall_time_s": round(time.time() - self.t0, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "metrics": metrics,
+            "run_info": run_info or {},
         }
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         self.store.write_bytes(self.store.path(self.run, self.stage, MANIFEST), data)

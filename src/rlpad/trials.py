@@ -8,21 +8,16 @@ compared on identical real data, and every trial plays the same evaluation episo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .config import Config, config_from_dict
+from .seeding import derive_seed
 
 TRIAL_FN = "rlpad.trials:run_trial"
 MODES = ("none", "simple", "constrained")
-
-
-def _seed(*parts) -> int:
-    h = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 def grid_specs(cfg: Config, n_available: int) -> list[dict]:
@@ -39,7 +34,7 @@ def grid_specs(cfg: Config, n_available: int) -> list[dict]:
                         "trial_id": f"{mode}-r{n_real}-f{n_fake}-{rep:03d}",
                         "mode": mode, "n_real": n_real, "n_fake": n_fake, "rep": rep,
                         "all_real": n_real == n_available,
-                        "seed": _seed(cfg.seed, n_real, rep),  # shared across modes: paired design
+                        "seed": derive_seed(cfg.seed, n_real, rep),  # shared across modes: paired design
                         # relative run time, for scheduling: a constrained trial fits a GAN
                         "cost": (20.0 if mode == "constrained" and n_fake else 1.0)
                                 + n_real / 10_000,
@@ -164,15 +159,15 @@ def run_trial(spec: dict, ctx: dict) -> dict:
                                        g_hidden=e.constrained_gan_hidden,
                                        d_hidden=e.constrained_gan_hidden)
             gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
-                          seed=_seed(seed, "gan"))
+                          seed=derive_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
             gan_info = {"gan_restarts": int(gan.restarts), "gan_n_train": int(gan.info["n_train"])}
-        parts.append(_fake_transitions(art, gan, n_fake, real_sub, _seed(seed, "fake", n_fake)))
+        parts.append(_fake_transitions(art, gan, n_fake, real_sub, derive_seed(seed, "fake", n_fake)))
         gan_s = time.time() - tg
 
     tr = time.time()
     res = refit(Transitions.concat(parts), art.spec.n_actions, e, art.gamma,
-                _seed(seed, "refit", mode, n_fake))
+                derive_seed(seed, "refit", mode, n_fake))
     refit_s = time.time() - tr
 
     import tensorflow as tf

@@ -71,7 +71,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
             writer.put_file(os.path.join(tb, name), f"tb/{name}")
         metrics = {**res.metrics, "env_id": cfg.env.id, "n_actions": spec.n_actions,
                    "embed_dim": res.agent.online.embed_dim}
-        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics)
+        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
+                      run_info={"resumed_from_step": res.resumed_from})
     store.clear_checkpoints(run_id, STAGE)
     log(f"[{STAGE}] eval return {metrics['eval_return_mean']:.1f} ± {metrics['eval_return_std']:.1f} "
         f"over {metrics['eval_episodes']} episodes; outputs at {store.url(run_id, STAGE)}")
