@@ -41,8 +41,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 EPSILON = 0.1
 GRAD_CLIP = 10.0
 TARGET_UPDATE = 10_000
-SB3_HINT = ("Stable-Baselines3 is not installed: `.venv/bin/pip install -e .[bench]` "
-            "(or `.venv/bin/pip install torch==2.13.0 stable-baselines3==2.9.2`)")
 
 
 def _rlpad_cfg(buffer: int, learning_starts: int, seed: int):
@@ -104,8 +102,8 @@ def worker_sb3(args) -> dict:
         import torch
         from stable_baselines3 import DQN
         from stable_baselines3.common.callbacks import BaseCallback
-    except ImportError:
-        return {"missing": SB3_HINT}
+    except ImportError as e:
+        return {"missing": f"the SB3 peer environment lacks {e.name} (bench/peers/sb3.txt)"}
     import ale_py
     import gymnasium as gym
 
@@ -219,6 +217,13 @@ def _spawn(kind: str, args) -> dict:
            "--buffer", str(args.buffer), "--seed", str(args.seed),
            "--micro-reps", str(args.micro_reps)]
     t = time.time()
+    if kind == "sb3":  # in its own environment (bench/peers.py): never beside TensorFlow
+        import peers
+
+        res = peers.run_worker("sb3", cmd[1], cmd[2:])
+        if "missing" not in res and "crashed" not in res:
+            print(f"  {kind:6s} done in {time.time() - t:5.1f} s", flush=True)
+        return res
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         sys.stderr.write(p.stderr[-4000:])
@@ -248,13 +253,13 @@ def main() -> None:
           f"{args.learning_starts:,} warm-up, replay capacity {args.buffer:,}, eps {EPSILON}, "
           f"{args.repeats} repeat(s)", flush=True)
     runs: dict[str, list[dict]] = {"rlpad": [], "sb3": []}
-    peers = ["rlpad"] + ([] if args.no_sb3 else ["sb3"])
+    kinds = ["rlpad"] + ([] if args.no_sb3 else ["sb3"])
     for r in range(args.repeats):
-        for kind in (peers if r % 2 == 0 else peers[::-1]):  # alternate the order
+        for kind in (kinds if r % 2 == 0 else kinds[::-1]):  # alternate the order
             res = _spawn(kind, args)
-            if "missing" in res:
-                print(f"  {res['missing']}")
-                peers.remove("sb3")
+            if "missing" in res or "crashed" in res:
+                print(f"  SB3 peer left out: {res.get('missing') or res['crashed']}")
+                kinds.remove("sb3")
                 continue
             runs[kind].append(res)
     micro = _spawn("micro", args)
@@ -278,7 +283,7 @@ def main() -> None:
         print(f"  {'ratio rlpad / SB3':28s} {ratio:13.2f}x   target >= 1.5x: {verdict}")
         print(f"  SB3 peer: {runs['sb3'][0]['version']}")
     else:
-        print(f"  (no SB3 peer: {SB3_HINT})")
+        print("  (no SB3 peer: see above)")
 
     fwd, b = micro["fwd_flops"], micro["batch"]
     step_flops = b * (3 * fwd + fwd)  # online fwd + bwd (~2x fwd) + target fwd on s'

@@ -61,9 +61,10 @@ def worker_sb3() -> dict:
         from stable_baselines3 import DQN
         from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
         from stable_baselines3.common.evaluation import evaluate_policy
-    except ImportError:
-        return {"missing": "Stable-Baselines3 is not installed: `.venv/bin/pip install -e .[bench]`"}
+    except ImportError as e:
+        return {"missing": f"the SB3 peer environment lacks {e.name} (bench/peers/sb3.txt)"}
     import gymnasium as gym
+    import torch
 
     model = DQN("MlpPolicy", "CartPole-v1", learning_rate=2.3e-3, batch_size=64,
                 buffer_size=100_000, learning_starts=1000, gamma=0.99, target_update_interval=10,
@@ -78,18 +79,17 @@ def worker_sb3() -> dict:
                               deterministic=True, return_episode_rewards=True)
     return {"eval_return_mean": float(sum(rets) / len(rets)),
             "eval_return_std": float(statistics.pstdev(rets)), "eval_episodes": len(rets),
-            "agent_steps": int(model.num_timesteps), "version": stable_baselines3.__version__}
+            "agent_steps": int(model.num_timesteps),
+            "version": f"SB3 {stable_baselines3.__version__}, torch {torch.__version__}"}
 
 
 def run_sb3() -> dict:
+    """The SB3 worker in its own environment (bench/peers.py): never beside TensorFlow."""
+    import peers
+
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", "sb3"],
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-4000:])
-        raise SystemExit(f"SB3 worker failed (exit {p.returncode})")
-    return {"wall_s": wall, **json.loads(p.stdout.strip().splitlines()[-1])}
+    res = peers.run_worker("sb3", os.path.abspath(__file__), ["--worker", "sb3"])
+    return {"wall_s": time.perf_counter() - t, **res}
 
 
 def main() -> None:
@@ -112,8 +112,8 @@ def main() -> None:
         print(f"  rlpad run {i + 1}: {rows['rlpad'][-1]['wall_s']:.1f} s", flush=True)
         if args.sb3:
             res = run_sb3()
-            if "missing" in res:
-                print(f"  {res['missing']}")
+            if "missing" in res or "crashed" in res:
+                print(f"  SB3 peer left out: {res.get('missing') or res['crashed']}")
                 args.sb3 = False
             else:
                 rows["sb3"].append(res)
@@ -136,7 +136,7 @@ def main() -> None:
           f"over 20 episodes: {'meets' if ok_r else 'MISSES'}")
     if rows["sb3"]:
         ratio = statistics.median(r["wall_s"] for r in rows["sb3"]) / wall
-        print(f"  SB3 wall / rlpad wall: {ratio:.2f}x")
+        print(f"  SB3 wall / rlpad wall: {ratio:.2f}x  (peer: {rows['sb3'][0]['version']})")
     print("  (wall time on a shared 2-core machine is noisy; the fit stops early once a periodic"
           " eval reaches 500)")
 
