@@ -13,6 +13,9 @@
 # Profile overrides, space-separated key=value with no spaces inside a value, e.g.
 #   RLPAD_OVERRIDES="dqn.total_steps=20000 eval.n_real=[200,1000,0] eval.repetitions=5"
 : "${RLPAD_OVERRIDES:=}"
+# A study's independent agents (the profile's [study] agents when empty): agent k trains with
+# seed + k - 1, each with its own stages 1-3; stage 4 reports agent-level statistics.
+: "${RLPAD_AGENTS:=}"
 # 1 = redo a stage even if its manifest says it is complete.
 : "${RLPAD_FORCE:=0}"
 
@@ -39,7 +42,7 @@
 : "${RLPAD_K8S_NAMESPACE:=default}"
 : "${RLPAD_K8S_SERVICE_ACCOUNT:=spark}"
 
-export RLPAD_STORE RLPAD_RUN RLPAD_PROFILE RLPAD_OVERRIDES RLPAD_FORCE RLPAD_RUNNER \
+export RLPAD_STORE RLPAD_RUN RLPAD_PROFILE RLPAD_OVERRIDES RLPAD_AGENTS RLPAD_FORCE RLPAD_RUNNER \
   RLPAD_IMAGE RLPAD_REGISTRY RLPAD_ENGINE RLPAD_ENGINE_FLAGS RLPAD_SPARK_MASTER RLPAD_SPARK_EXECUTORS \
   RLPAD_SPARK_EXECUTOR_CORES RLPAD_SPARK_EXECUTOR_MEMORY RLPAD_SPARK_DRIVER_MEMORY \
   RLPAD_K8S_NAMESPACE RLPAD_K8S_SERVICE_ACCOUNT

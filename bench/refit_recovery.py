@@ -59,14 +59,14 @@ def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float,
     from rlpad.config import load_config
     from rlpad.play import play
     from rlpad.qnet import build_head, split_at_cut
-    from rlpad.stages.upstream import FitOutputs
+    from rlpad.artifacts import FitOutputs, TrialContext
     from rlpad.store import Store
     from rlpad.trials import load_artifacts, refit
 
     run = f"seed{seed}"
     st = Store(store)
     cfg = load_config("quick", ['eval.modes=["none"]', *refit_set])
-    art = load_artifacts({"store": store, "run": run, "config": cfg.to_dict()})
+    art = load_artifacts(TrialContext.for_run(st, run, cfg), cfg.seed)
     fit = FitOutputs.open(st, run)
     e, d = cfg.eval, art.real
     n, dim = len(d.action), art.embed_dim

@@ -48,13 +48,11 @@ DEFAULT_GRID: list[str] = []  # the quick profile's grid as shipped (45 trials)
 
 
 def _ctx(store: str, run: str, overrides: list[str]) -> dict:
+    from rlpad.artifacts import TrialContext
     from rlpad.config import load_config
     from rlpad.store import Store
 
-    st = Store(store)
-    up = {s: st.require(run, s).manifest_sha256 for s in ("1-fit", "2-transform", "3-fit-gan")}
-    return {"store": store, "run": run, "config": load_config("quick", overrides).to_dict(),
-            "upstream": up}
+    return TrialContext.for_run(Store(store), run, load_config("quick", overrides)).to_dict()
 
 
 def _specs(store: str, run: str, overrides: list[str]) -> list[dict]:

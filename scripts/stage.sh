@@ -6,6 +6,7 @@ rlpad_stage() {
   local args=(--store "$RLPAD_STORE" --run "$RLPAD_RUN" --profile "$RLPAD_PROFILE")
   local ov
   for ov in $RLPAD_OVERRIDES; do args+=(--set "$ov"); done
+  [ -n "${RLPAD_AGENTS:-}" ] && args+=(--set "study.agents=$RLPAD_AGENTS")
   [ "$RLPAD_FORCE" = 1 ] && args+=(--force)
   case "$RLPAD_RUNNER" in
     local)

@@ -39,11 +39,11 @@ def test_missing_upstream_names_the_script(tmp_path):
 
 def test_k8s_driver_runs_spark_submit_in_client_mode():
     cmd = k8s_role_command("driver", ["--properties-file", "/opt/spark/conf/spark.properties",
-                                      "local:///opt/rlpad/src/rlpad/spark.py", "eval"],
+                                      "local:///opt/rlpad/src/rlpad/spark/submit_entry.py", "eval"],
                            {"SPARK_DRIVER_BIND_ADDRESS": "10.1.2.3"})
     assert cmd[0].endswith("bin/spark-submit")
     assert cmd[1:5] == ["--deploy-mode", "client", "--conf", "spark.driver.bindAddress=10.1.2.3"]
-    assert cmd[-2:] == ["local:///opt/rlpad/src/rlpad/spark.py", "eval"]
+    assert cmd[-2:] == ["local:///opt/rlpad/src/rlpad/spark/submit_entry.py", "eval"]
 
 
 def test_k8s_executor_needs_spark_env():

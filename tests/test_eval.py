@@ -33,6 +33,7 @@ EVAL_SETS = ["eval.n_real=[200,0]", "eval.n_fake=[0,500]", "eval.repetitions=1",
              "eval.constrained_gan_steps=30"]
 EVAL = [a for s in EVAL_SETS for a in ("--set", s)]
 N_TRIALS = 6  # 2 n_real x (none@0 + simple@500 + constrained@500)
+N_TASKS = N_TRIALS + 1  # and the agent's reference task
 TIMING = ("gan_s", "refit_s", "play_s", "wall_s")
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -50,10 +51,10 @@ def _csv(path: Path) -> list[dict]:
 
 def _ctx(store: str, run: str, extra: tuple[str, ...] = ()) -> dict:
     """What stage 4 hands every trial (see rlpad.stages.evaluate)."""
-    st = Store(store)
-    upstream = {s: st.manifest(run, s)["_sha256"] for s in ("1-fit", "2-transform", "3-fit-gan")}
-    return {"store": store, "run": run,
-            "config": load_config("quick", [*EVAL_SETS, *extra]).to_dict(), "upstream": upstream}
+    from rlpad.artifacts import TrialContext
+
+    cfg = load_config("quick", [*EVAL_SETS, *extra])
+    return TrialContext.for_run(Store(store), run, cfg).to_dict()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -196,7 +197,7 @@ def eval_local(quick_run, tmp_path_factory) -> KilledRun:
         _kill_group(proc)
     persisted = sorted(p.stem for p in trials.glob("*/*.json"))
     manifest_after_kill = (copy / run / STAGE / "manifest.json").exists()
-    tampered = persisted[0]
+    tampered = next(t for t in persisted if not t.startswith("ref-"))
     path = next(trials.glob(f"*/{tampered}.json"))
     r = json.loads(path.read_text())
     path.write_text(json.dumps({**r, "wall_s": 999.0}))
@@ -209,11 +210,11 @@ def test_killed_eval_reruns_only_unfinished_trials(eval_local):
     assert e.killed_rc == -signal.SIGKILL
     assert not e.manifest_after_kill
     k = len(e.persisted)
-    assert 1 <= k < N_TRIALS, "the kill should land mid-grid"
+    assert 1 <= k < N_TASKS, "the kill should land mid-grid"
     out = e.rerun.stdout
-    assert f"{k} of {N_TRIALS} trials already finished; running the rest" in out, out
+    assert f"{k} of {N_TASKS} trials already finished; running the rest" in out, out
     progress = re.findall(r"trials (\d+)/(\d+) \(\+(\d+) done before\)", out)
-    assert progress and progress[-1] == (str(N_TRIALS - k), str(N_TRIALS - k), str(k)), out
+    assert progress and progress[-1] == (str(N_TASKS - k), str(N_TASKS - k), str(k)), out
     rows = {r["trial_id"]: r for r in _csv(e.store / e.run / STAGE / "trials.csv")}
     assert float(rows[e.tampered]["wall_s"]) == 999.0  # kept, not re-run
     assert all(float(r["wall_s"]) != 999.0 for t, r in rows.items() if t != e.tampered)
@@ -223,7 +224,8 @@ def test_eval_outputs_and_manifest(eval_local):
     e = eval_local
     out = e.store / e.run / STAGE
     m = json.loads((out / "manifest.json").read_text())
-    for name in ("episodes.csv", "trials.csv", "summary.json", "table.txt", "scores.png"):
+    for name in ("episodes.csv", "trials.csv", "summary.json", "study.json", "table.txt",
+                 "verdict.txt", "scores.png"):
         assert (out / name).is_file() and name in m["files"], name
     assert (out / "scores.png").read_bytes()[:8] == PNG
     assert not (out / "_trials").exists()  # cleared once published
@@ -231,13 +233,21 @@ def test_eval_outputs_and_manifest(eval_local):
     assert m["upstream"] == {s: st.manifest(e.run, s)["_sha256"]
                              for s in ("1-fit", "2-transform", "3-fit-gan")}
     met = m["metrics"]
-    assert met["n_trials"] == N_TRIALS
+    assert met["n_trials"] == N_TRIALS and met["n_agents"] == 1
     n_all = st.manifest(e.run, "2-transform")["metrics"]["n_transitions"]
     assert met["n_available_real"] == n_all
-    assert isinstance(met["sanity_recovery"], float)
-    assert met["sanity_recovery"] == pytest.approx(met["sanity_all_real_mean"]
-                                                   / met["stage1_eval_return_mean"])
+    # the sanity rule: the refit on all real data, normalised by the agent and a random policy
+    # scored on the same separate episodes (none of which a cell plays)
+    from rlpad.study import normalised
+    ref = json.loads((out / "study.json").read_text())["references"][0]
+    n_sanity = load_config("quick").study.sanity_episodes
+    assert len(ref["sanity_refit_scores"]) == len(ref["sanity_agent_scores"]) == n_sanity
+    want = normalised(*(sum(ref[k]) / n_sanity for k in
+                        ("sanity_refit_scores", "sanity_random_scores", "sanity_agent_scores")))
+    assert met["sanity_recovery"] == pytest.approx(want)
     assert met["sanity_holds"] == (met["sanity_recovery"] >= 0.9)
+    assert met["refs"]["1"]["random"] < met["refs"]["1"]["agent"]  # it beats random
+    assert "a single agent, not a study" in met["table"]
     trials = _csv(out / "trials.csv")
     assert met["refit_unconverged_trials"] == sum(r["refit_converged"] == "False" for r in trials)
     episodes = _csv(out / "episodes.csv")
@@ -251,6 +261,7 @@ def test_eval_outputs_and_manifest(eval_local):
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["summary"]) == N_TRIALS and summary["sanity_recovery"] == met["sanity_recovery"]
     table = (out / "table.txt").read_text()
+    assert (out / "verdict.txt").read_text() == table
     assert table.strip() == met["table"].strip()
     assert met["table"].strip() in e.rerun.stdout  # the stage prints its table
     for mode in ("none", "simple", "constrained"):
@@ -304,7 +315,7 @@ def test_retried_trials_give_the_same_table(quick_run, eval_local):
     assert all(attempts[t] == 1 for t in flaky)
 
     ref = eval_local.store / run / STAGE
-    ref_eps = [{**r, "n_real": int(r["n_real"]), "n_fake": int(r["n_fake"]),
+    ref_eps = [{**r, "agent": int(r["agent"]), "n_real": int(r["n_real"]), "n_fake": int(r["n_fake"]),
                 "rep": int(r["rep"]), "episode": int(r["episode"]), "score": float(r["score"]),
                 "length": int(r["length"])} for r in _csv(ref / "episodes.csv")]
     eps = episode_rows(results)

@@ -72,7 +72,7 @@ def test_manifest_holds_diagnostics_and_plots(quick_run):
 def test_generator_shapes_and_dtypes(quick_run):
     from rlpad.embed import Embedded
     from rlpad.gan import to_transitions
-    from rlpad.stages.fitgan import load_fitted_gan
+    from rlpad.artifacts import load_fitted_gan
 
     store, run = quick_run
     st = Store(store)

@@ -153,7 +153,7 @@ def test_spark_submit_command_standalone():
     assert confs["spark.driver.host"] == "127.0.0.1"
     assert confs["spark.executorEnv.TF_NUM_INTRAOP_THREADS"] == "1"
     entry = cmd[-4]
-    assert entry.endswith("/rlpad/spark.py") and Path(entry).is_file()
+    assert entry.endswith("/rlpad/spark/submit_entry.py") and Path(entry).is_file()
     assert cmd[-3:] == ["eval", "--profile", "quick"]
 
 
@@ -171,7 +171,7 @@ def test_spark_submit_command_k8s():
     assert confs["spark.executor.memory"] == "4g"
     assert confs["spark.pyspark.python"] == "python3"
     assert "spark.driver.host" not in confs and "spark.cores.max" not in confs
-    assert cmd[-4:] == ["local:///opt/rlpad/src/rlpad/spark.py", "eval", "--run", "r1"]
+    assert cmd[-4:] == ["local:///opt/rlpad/src/rlpad/spark/submit_entry.py", "eval", "--run", "r1"]
 
 
 def test_cluster_script_needs_java(tmp_path):

@@ -39,7 +39,7 @@ def copy_stages(store: str, run: str, dst: Path, stages: tuple[str, ...]) -> Pat
 def test_cut_equivalence(quick_run):
     from rlpad.qnet import split_at_cut
     from rlpad.replay import ReplayMemory
-    from rlpad.stages.upstream import FitOutputs
+    from rlpad.artifacts import FitOutputs
 
     store, run = quick_run
     st = Store(store)
@@ -115,7 +115,7 @@ def test_class_ids_negative_rewards():
 def test_embeddings_file_contents_and_features(quick_run):
     from rlpad.qnet import split_at_cut
     from rlpad.replay import ReplayMemory
-    from rlpad.stages.upstream import FitOutputs
+    from rlpad.artifacts import FitOutputs
 
     store, run = quick_run
     st = Store(store)

@@ -63,7 +63,7 @@ def _resubmit_args(argv: list[str] | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv_ = sys.argv[1:] if argv is None else argv
-    if argv_ and argv_[0] in ("driver", "executor"):  # a Spark-on-Kubernetes pod (see spark.py)
+    if argv_ and argv_[0] in ("driver", "executor"):  # a Spark-on-Kubernetes pod (see spark/launch.py)
         from .spark import k8s_role_command
 
         cmd = k8s_role_command(argv_[0], argv_[1:], os.environ)
@@ -101,7 +101,17 @@ def main(argv: list[str] | None = None) -> int:
 
                 return subprocess.call(cmd)
             kwargs = {"spark_settings": settings}
-        stage.run(cfg, store, args.run, force=args.force, **kwargs)
+        if args.command == "eval":
+            stage.run(cfg, store, args.run, force=args.force, **kwargs)
+            return 0
+        from .artifacts import study_agents
+
+        agents = study_agents(cfg)
+        for i, agent in enumerate(agents):  # finished agents are skipped by their manifests
+            if len(agents) > 1:
+                print(f"rlpad {args.command}: agent {i + 1} of {len(agents)} (seed {agent.seed})",
+                      flush=True)
+            stage.run(agent.config(cfg), store, args.run, force=args.force, agent=agent)
         return 0
     except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)

@@ -33,7 +33,8 @@ def _f(default, *, lo=None, hi=None, choices=None, doc=""):
 @dataclass(frozen=True)
 class EnvConfig:
     id: str = _f("CartPole-v1", doc="gymnasium id, e.g. CartPole-v1 or ALE/Breakout-v5")
-    kind: str = _f("classic", choices=("classic", "atari"), doc="classic control or ALE")
+    kind: str = _f("classic", choices=("classic", "atari", "minatar"),
+                   doc="classic control (and Box2D), ALE, or MinAtar")
     frame_stack: int = _f(1, lo=1, hi=16, doc="frames per state (Atari: 4)")
     actions: list[int] = _f([], doc="subset of the env's action ids to use; [] = all")
     noop_max: int = _f(30, lo=0, hi=100, doc="Atari: up to this many no-ops at reset")
@@ -44,9 +45,9 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class QNetConfig:
-    arch: str = _f("mlp", choices=("mlp", "nature-cnn"), doc="Q-net family")
+    arch: str = _f("mlp", choices=("mlp", "nature-cnn", "minatar-cnn"), doc="Q-net family")
     hidden: list[int] = _f([64, 64], doc="mlp: hidden widths; the last is the embedding (cut) layer")
-    embed_dim: int = _f(512, lo=1, doc="nature-cnn: width of the cut Dense layer")
+    embed_dim: int = _f(512, lo=1, doc="nature-cnn / minatar-cnn: width of the cut Dense layer")
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,14 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    agents: int = _f(1, lo=1, hi=1000, doc="independent agents; agent k (1-based) trains with "
+                                           "seed + k - 1 (RLPAD_AGENTS in config.sh)")
+    sanity_episodes: int = _f(30, lo=2, doc="separate evaluation episodes that judge each "
+                                            "agent's sanity refit and its margin over random")
+
+
+@dataclass(frozen=True)
 class Config:
     seed: int = _f(1, lo=0)
     description: str = _f("")
@@ -159,6 +168,7 @@ class Config:
     transform: TransformConfig = field(default_factory=TransformConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -234,6 +244,9 @@ def _cross_check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: key 'qnet.arch' must be 'nature-cnn' for env.kind = 'atari'")
     if cfg.env.kind == "classic" and cfg.qnet.arch != "mlp":
         raise ConfigError(f"{source}: key 'qnet.arch' must be 'mlp' for env.kind = 'classic'")
+    if cfg.env.kind == "minatar" and cfg.qnet.arch != "minatar-cnn":
+        raise ConfigError(f"{source}: key 'qnet.arch' must be 'minatar-cnn' for env.kind = "
+                          "'minatar'")
     if cfg.qnet.arch == "mlp" and not cfg.qnet.hidden:
         raise ConfigError(f"{source}: key 'qnet.hidden' needs at least one layer (the cut)")
     if cfg.dqn.eps_end > cfg.dqn.eps_start:

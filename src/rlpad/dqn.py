@@ -357,6 +357,9 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
         shipped_step = st.best_step
     final = play(agent.q_values, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
                  n_envs=min(c.final_eval_episodes, 8), epsilon=c.eval_epsilon)
+    # A uniform-random policy on the same episodes: the floor of normalised scores.
+    rand = play(agent.q_values, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
+                n_envs=min(c.final_eval_episodes, 8), epsilon=1.0)
     if writer:
         writer.flush()
     metrics = {
@@ -365,6 +368,8 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
         "eval_episodes": int(len(final.returns)),
         "eval_returns": [float(x) for x in final.returns],
         "win_rate": float(np.mean(final.returns >= cfg.env.win_threshold)),
+        "random_return_mean": float(rand.returns.mean()),
+        "random_returns": [float(x) for x in rand.returns],
         "agent_steps": st.step,
         "episodes": st.episodes,
         "shipped_weights_step": shipped_step,

@@ -28,9 +28,12 @@ class EnvSpec:
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
-        # Atari states are (stack, 84, 84); vector states concatenate frames.
+        # Atari states are (stack, 84, 84); vector states concatenate frames; an unstacked
+        # image (MinAtar's 10 x 10 x channels) is the frame itself.
         if len(self.frame_shape) == 1:
             return (self.frame_shape[0] * self.stack,)
+        if self.stack == 1:
+            return self.frame_shape
         return (self.stack, *self.frame_shape)
 
 
@@ -45,6 +48,11 @@ def _base_env(cfg: EnvConfig) -> gym.Env:
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
         # Outside the frame skip, so the limit counts agent steps, not emulator frames.
         return gym.wrappers.TimeLimit(env, cfg.max_episode_steps) if cfg.max_episode_steps else env
+    if cfg.kind == "minatar":
+        import minatar.gym
+
+        if cfg.id not in gym.registry:
+            minatar.gym.register_envs()
     kwargs = {"max_episode_steps": cfg.max_episode_steps} if cfg.max_episode_steps else {}
     return gym.make(cfg.id, **kwargs)
 
@@ -66,7 +74,8 @@ def env_spec(cfg: EnvConfig) -> EnvSpec:
         bad = [a for a in ids if not 0 <= a < act_space.n]
         if bad:
             raise ValueError(f"env.actions {bad} out of range for {cfg.id} ({act_space.n} actions)")
-        dtype = np.dtype(np.uint8) if cfg.kind == "atari" else np.dtype(np.float32)
+        # ALE frames and MinAtar's boolean channels are stored as bytes
+        dtype = np.dtype(np.float32) if cfg.kind == "classic" else np.dtype(np.uint8)
         return EnvSpec(tuple(obs_space.shape), dtype, cfg.frame_stack, len(ids), ids)
     finally:
         env.close()
@@ -89,6 +98,8 @@ class FrameStack:
         return self.state()
 
     def state(self) -> np.ndarray:
+        if self.spec.stack == 1 and len(self.spec.frame_shape) > 1:
+            return np.asarray(self.frames[0]).astype(self.spec.frame_dtype, copy=False)
         if len(self.spec.frame_shape) == 1:
             return np.concatenate(self.frames).astype(self.spec.frame_dtype, copy=False)
         return np.stack(self.frames).astype(self.spec.frame_dtype, copy=False)

@@ -37,6 +37,12 @@ def build_encoder(cfg: QNetConfig, obs_shape: tuple[int, ...], name: str = "enco
         x = layers.Conv2D(64, 3, strides=1, activation="relu")(x)
         x = layers.Flatten()(x)
         e = layers.Dense(cfg.embed_dim, name="cut")(x)
+    elif cfg.arch == "minatar-cnn":  # MinAtar's own DQN (examples/dqn.py): conv 16 3x3, dense
+        x_in = keras.Input(obs_shape, dtype="uint8", name="channels")  # (10, 10, channels)
+        x = layers.Rescaling(1.0)(x_in)  # to float
+        x = layers.Conv2D(16, 3, strides=1, activation="relu")(x)
+        x = layers.Flatten()(x)
+        e = layers.Dense(cfg.embed_dim, name="cut")(x)
     else:
         x_in = keras.Input(obs_shape, dtype="float32", name="obs")
         x = x_in

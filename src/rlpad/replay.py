@@ -77,6 +77,8 @@ class ReplayMemory:
         out = self.frames[rows]
         if len(self.frame_shape) == 1:
             out = out.reshape(len(idx), -1)
+        elif self.stack == 1:  # an unstacked image state is its frame (EnvSpec.obs_shape)
+            out = out[:, 0]
         return out
 
     def transition_rows(self) -> np.ndarray:

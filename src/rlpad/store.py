@@ -40,6 +40,11 @@ STAGES = {  # stage folder -> the script that makes it
     "3-fit-gan": "3-fit-gan.sh",
     "4-eval": "4-scaled-simple-eval.sh",
 }
+def script_for(stage: str) -> str:
+    """The script that makes a stage folder ("1-fit" or an agent's "agents/3/1-fit")."""
+    return STAGES.get(stage.rsplit("/", 1)[-1], stage)
+
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CHUNK = 1 << 22
 PROBE_TIMEOUT_S = 8.0  # Store.check(): a dead endpoint or missing bucket fails within this
@@ -349,7 +354,7 @@ class Store:
             m = json.loads(raw)
         except json.JSONDecodeError as e:
             raise ChecksumError(f"{self.url(run, stage, MANIFEST)} is corrupt ({e}); "
-                                f"rerun {STAGES.get(stage, stage)} with --force") from None
+                                f"rerun {script_for(stage)} with --force") from None
         if m.get("format") != MANIFEST_FORMAT or m.get("version") != MANIFEST_VERSION:
             raise StoreError(f"{self.url(run, stage, MANIFEST)} is not an rlpad manifest "
                              f"of version {MANIFEST_VERSION}")
@@ -359,7 +364,7 @@ class Store:
     def require(self, run: str, stage: str) -> "StageReader":
         m = self.manifest(run, stage)
         if m is None:
-            script = STAGES.get(stage, stage)
+            script = script_for(stage)
             raise MissingStageError(
                 f"stage {stage} has no complete output at {self.url(run, stage)}: "
                 f"run `bash {script}` first (same RLPAD_STORE and RLPAD_RUN)")
@@ -443,14 +448,14 @@ class StageReader:
         files = self.manifest["files"]
         if name not in files:
             raise StoreError(f"{self.store.url(self.run, self.stage)} has no file {name!r} in its "
-                             f"manifest; rerun `bash {STAGES.get(self.stage, self.stage)}` --force")
+                             f"manifest; rerun `bash {script_for(self.stage)}` --force")
         src = self.store.path(self.run, self.stage, name)
         want = files[name]["sha256"]
         if self.store.is_local:
             path = src
             if not os.path.exists(path):
                 raise StoreError(f"{path} is listed in the manifest but missing; rerun "
-                                 f"`bash {STAGES.get(self.stage, self.stage)}` with --force")
+                                 f"`bash {script_for(self.stage)}` with --force")
         else:
             cache = Path(cache_dir or tempfile.gettempdir()) / "rlpad-cache" / want
             cache.mkdir(parents=True, exist_ok=True)
@@ -473,7 +478,7 @@ class StageReader:
             raise ChecksumError(
                 f"{self.store.url(self.run, self.stage, name)} fails its checksum "
                 f"(sha256 {got[:12]}... != manifest {want[:12]}...): the file is corrupt or was "
-                f"changed; rerun `bash {STAGES.get(self.stage, self.stage)}` with --force")
+                f"changed; rerun `bash {script_for(self.stage)}` with --force")
         return path
 
     def read_json(self, name: str) -> dict:

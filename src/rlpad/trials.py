@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .artifacts import FitOutputs, TrialContext, load_embeddings, load_fitted_gan
 from .config import Config, config_from_dict
 from .seeding import derive_seed
 
@@ -20,21 +21,36 @@ TRIAL_FN = "rlpad.trials:run_trial"
 MODES = ("none", "simple", "constrained")
 
 
-def grid_specs(cfg: Config, n_available: int) -> list[dict]:
-    """The trial grid: n_real x modes x n_fake x repetitions. Mode `none` runs only at
-    n_fake = 0 (the control); padded modes only at n_fake > 0. n_real = 0 means all."""
+def grid_specs(cfg: Config, n_available: int, agent: int | None = None,
+               log=None) -> list[dict]:
+    """One agent's trial grid: n_real x modes x n_fake x repetitions. Mode `none` runs only
+    at n_fake = 0 (the control); padded modes only at n_fake > 0. n_real = 0 means all of the
+    agent's data; a larger n_real than it has uses all of it (with a warning through `log`).
+    `agent`: the agent's seed in a study of several (trial ids get its name); None for the
+    single agent, whose seed is the profile's. Trials of one agent that share (n_real, rep)
+    share their seed, hence their real sample, across modes: the paired design."""
     e = cfg.eval
+    seed0 = cfg.seed if agent is None else agent
+    tag = "" if agent is None else f"a{agent}-"
     specs = []
-    for n_real in dict.fromkeys(min(n or n_available, n_available) for n in e.n_real):
+    cells: dict[int, int] = {}  # actual n_real -> the configured value (0 = all) it came from
+    for n in e.n_real:
+        actual = min(n or n_available, n_available)
+        if n > n_available and log:
+            log(f"warning: eval.n_real={n:,} is more than agent {seed0}'s {n_available:,} real "
+                f"transitions; using all {n_available:,}")
+        cells.setdefault(actual, n)
+    for n_real, n_cfg in cells.items():
         for mode in e.modes:
             fakes = [0] if mode == "none" else [f for f in dict.fromkeys(e.n_fake) if f > 0]
             for n_fake in fakes:
                 for rep in range(e.repetitions):
                     specs.append({
-                        "trial_id": f"{mode}-r{n_real}-f{n_fake}-{rep:03d}",
-                        "mode": mode, "n_real": n_real, "n_fake": n_fake, "rep": rep,
-                        "all_real": n_real == n_available,
-                        "seed": derive_seed(cfg.seed, n_real, rep),  # shared across modes: paired design
+                        "trial_id": f"{tag}{mode}-r{n_real}-f{n_fake}-{rep:03d}",
+                        "agent": seed0, "mode": mode, "n_real": n_real,
+                        "n_real_cfg": 0 if n_real == n_available else n_cfg,
+                        "n_fake": n_fake, "rep": rep, "all_real": n_real == n_available,
+                        "seed": derive_seed(seed0, n_real, rep),  # shared across modes: paired design
                         # relative run time, for scheduling: a constrained trial fits a GAN
                         "cost": (20.0 if mode == "constrained" and n_fake else 1.0)
                                 + n_real / 10_000,
@@ -42,12 +58,30 @@ def grid_specs(cfg: Config, n_available: int) -> list[dict]:
     return specs
 
 
+def reference_spec(cfg: Config, agent: int) -> dict:
+    """The task that scores an agent's references: the stage-1 agent and a uniform-random
+    policy on the cells' evaluation episodes (normalisation), and those two plus the refit
+    on all real data on `study.sanity_episodes` separate episodes (sanity, exclusion)."""
+    return {"trial_id": f"ref-a{agent}", "agent": agent, "mode": "reference",
+            "seed": derive_seed(agent, "reference"),
+            "cost": 2.0 + cfg.study.sanity_episodes / 10}
+
+
+def cells_episode_seed(agent: int) -> int:
+    """Every trial of an agent, and its references, play the episodes from this seed."""
+    return agent + 20_000_000
+
+
+def sanity_episode_seed(agent: int) -> int:
+    return agent + 30_000_000
+
+
 @dataclass
 class TrialArtifacts:
-    """What every trial of a run reads; loaded once per Spark worker."""
+    """What every trial of one agent reads; loaded once per Spark worker and agent."""
 
-    cfg: Config
-    fit_cfg: Config
+    cfg: Config  # stage 4's
+    fit_cfg: Config  # the agent's stage 1
     real: "object"  # refit.Transitions
     features: np.ndarray
     labels: np.ndarray
@@ -56,41 +90,44 @@ class TrialArtifacts:
     gamma: float
     spec: "object"  # envs.EnvSpec
     encoder: "object"  # keras.Model, frozen
+    head: "object"  # keras.Model: the stage-1 agent's own head
     gan: "object | None"  # gan.FittedGan from stage 3
 
 
-def load_artifacts(ctx: dict) -> TrialArtifacts:
+def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # each trial traces its own refit loop: not a retracing bug
     try:  # one Spark task per core: TF must not spread one trial over every core
-        tf.config.threading.set_intra_op_parallelism_threads(ctx.get("tf_threads", 1))
+        tf.config.threading.set_intra_op_parallelism_threads(ctx.tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass  # TF already initialised in this process (in-process use)
-    from .embed import Embedded
     from .qnet import split_at_cut
     from .refit import Transitions
-    from .stages.upstream import FitOutputs
     from .store import Store
 
-    store = Store(ctx["store"])
-    cfg = config_from_dict(ctx["config"], "stage-4 context")
-    fit = FitOutputs.open(store, ctx["run"])
-    emb = Embedded.load(store.require(ctx["run"], "2-transform").local_path("embeddings.h5"))
+    store = Store(ctx.store)
+    cfg = config_from_dict(ctx.config, "stage-4 context")
+    agent = ctx.agent(agent_seed)
+    fit = FitOutputs.open(store, ctx.run, agent)
+    emb = load_embeddings(store, ctx.run, agent)
     d = emb.embed_dim
     x = emb.features
     real = Transitions(x[:, :d], emb.actions, emb.rewards, x[:, :d] + x[:, d:],
                        emb.terminals.astype(np.float32))
     spec = fit.spec()
     cut = split_at_cut(fit.qnet(), fit.cfg.qnet, spec.obs_shape)
-    gan = None
-    if "simple" in cfg.eval.modes:
-        from .stages.fitgan import load_fitted_gan
-
-        gan = load_fitted_gan(store, ctx["run"])
+    gan = load_fitted_gan(store, ctx.run, agent) if "simple" in cfg.eval.modes else None
     return TrialArtifacts(cfg, fit.cfg, real, x, emb.labels, emb.class_table, d,
-                          fit.cfg.dqn.gamma, spec, cut.encoder, gan)
+                          fit.cfg.dqn.gamma, spec, cut.encoder, cut.head, gan)
+
+
+def _artifacts(ctx_dict: dict, agent_seed: int) -> TrialArtifacts:
+    from .spark import ctx_key, worker_cache
+
+    return worker_cache((ctx_key(ctx_dict), "artifacts", int(agent_seed)),
+                        lambda: load_artifacts(TrialContext.from_dict(ctx_dict), agent_seed))
 
 
 def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
@@ -126,12 +163,28 @@ def refit(data, n_actions: int, e, stage1_gamma: float, seed: int):
         average_from=e.refit_average_from, ensemble=e.refit_ensemble))
 
 
+def _q_fn(head, encoder):
+    import tensorflow as tf
+
+    return tf.function(lambda s: head(encoder(s, training=False), training=False),
+                       reduce_retracing=True)
+
+
+def _agent_seed(spec: dict, ctx: dict) -> int:
+    return int(spec.get("agent", ctx["config"]["seed"]))
+
+
 def run_trial(spec: dict, ctx: dict) -> dict:
+    """One grid task (ctx: TrialContext.to_dict()): a padded-refit trial, or an agent's
+    references (mode `reference`)."""
+    if spec["mode"] == "reference":
+        return run_reference(spec, ctx)
+    from .play import play
     from .refit import Transitions
-    from .spark import ctx_key, worker_cache
 
     t0 = time.time()
-    art: TrialArtifacts = worker_cache((ctx_key(ctx), "artifacts"), lambda: load_artifacts(ctx))
+    agent = _agent_seed(spec, ctx)
+    art = _artifacts(ctx, agent)
     e = art.cfg.eval
     mode, n_fake, seed = spec["mode"], int(spec["n_fake"]), int(spec["seed"])
     if mode not in MODES:
@@ -170,22 +223,48 @@ def run_trial(spec: dict, ctx: dict) -> dict:
                 derive_seed(seed, "refit", mode, n_fake))
     refit_s = time.time() - tr
 
-    import tensorflow as tf
-
-    from .play import play
-
-    head, encoder = res.head, art.encoder
-    q_fn = tf.function(lambda s: head(encoder(s, training=False), training=False),
-                       reduce_retracing=True)
     tp = time.time()
-    pr = play(q_fn, art.fit_cfg.env, art.spec, e.episodes, seed=art.cfg.seed + 20_000_000,
-              n_envs=e.n_envs)
+    pr = play(_q_fn(res.head, art.encoder), art.fit_cfg.env, art.spec, e.episodes,
+              seed=cells_episode_seed(agent), n_envs=e.n_envs)
     return {
-        "trial_id": spec["trial_id"], "mode": mode, "n_real": n_real, "n_fake": n_fake,
+        "trial_id": spec["trial_id"], "agent": agent, "mode": mode, "n_real": n_real,
+        "n_real_cfg": int(spec.get("n_real_cfg", n_real)), "n_fake": n_fake,
         "rep": int(spec["rep"]), "seed": seed, "all_real": bool(spec.get("all_real", False)),
         "scores": [float(v) for v in pr.returns], "lengths": [int(v) for v in pr.lengths],
         "td_loss": [float(v) for v in res.td_loss], "q_mean": res.q_mean,
         "refit_converged": bool(res.converged),
         "gan_s": round(gan_s, 3), "refit_s": round(refit_s, 3), "play_s": round(time.time() - tp, 3),
         "wall_s": round(time.time() - t0, 3), **gan_info,
+    }
+
+
+def run_reference(spec: dict, ctx: dict) -> dict:
+    """An agent's reference scores (see reference_spec). The refit here is the trials' own,
+    on all the agent's real data, judged on episodes no cell plays."""
+    from .play import play
+
+    t0 = time.time()
+    agent = _agent_seed(spec, ctx)
+    art = _artifacts(ctx, agent)
+    e, n_sanity = art.cfg.eval, art.cfg.study.sanity_episodes
+    q_agent = _q_fn(art.head, art.encoder)
+    env, sp = art.fit_cfg.env, art.spec
+
+    def scores(q_fn, seed: int, episodes: int, epsilon: float = 0.0) -> list[float]:
+        r = play(q_fn, env, sp, episodes, seed=seed, n_envs=e.n_envs, epsilon=epsilon)
+        return [float(v) for v in r.returns]
+
+    cells, sanity = cells_episode_seed(agent), sanity_episode_seed(agent)
+    res = refit(art.real, sp.n_actions, e, art.gamma, derive_seed(spec["seed"], "refit"))
+    q_refit = _q_fn(res.head, art.encoder)
+    return {
+        "trial_id": spec["trial_id"], "agent": agent, "mode": "reference",
+        "game": env.id, "n_real": len(art.real),
+        "agent_scores": scores(q_agent, cells, e.episodes),
+        "random_scores": scores(q_agent, cells, e.episodes, epsilon=1.0),
+        "sanity_agent_scores": scores(q_agent, sanity, n_sanity),
+        "sanity_random_scores": scores(q_agent, sanity, n_sanity, epsilon=1.0),
+        "sanity_refit_scores": scores(q_refit, sanity, n_sanity),
+        "sanity_refit_converged": bool(res.converged),
+        "wall_s": round(time.time() - t0, 3),
     }

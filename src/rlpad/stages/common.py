@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..config import Config
-from ..store import STAGES, Store, StoreError
+from ..store import Store, StoreError, script_for
 
 
 class ConfigChangedError(StoreError):
@@ -27,7 +27,7 @@ def already_done(store: Store, run: str, stage: str, config_hash: str, force: bo
     if m["config_hash"] != config_hash:
         raise ConfigChangedError(
             f"stage {stage} of run {run!r} was made with another config "
-            f"(hash {m['config_hash']} != {config_hash}); rerun `bash {STAGES[stage]}` with "
+            f"(hash {m['config_hash']} != {config_hash}); rerun `bash {script_for(stage)}` with "
             "--force (RLPAD_FORCE=1) to redo it, or choose another RLPAD_RUN")
     log(f"[{stage}] already complete for this config (manifest {m['_sha256'][:12]}); "
         "skipping. Use --force to redo.")
@@ -52,7 +52,7 @@ class StoreCheckpointer:
         if marker and marker["info"].get("config_hash") != self.config_hash:
             raise ConfigChangedError(
                 f"stage {self.stage} of run {self.run!r} has a checkpoint made with another "
-                f"config; rerun `bash {STAGES[self.stage]}` with --force to start over")
+                f"config; rerun `bash {script_for(self.stage)}` with --force to start over")
         return marker
 
 

@@ -1,26 +1,30 @@
-"""Stage 4: the padded-refit trial grid on Spark, and its win statistics.
+"""Stage 4: the padded-refit trial grid on Spark, across a study's agents, and its statistics.
 
-Every finished trial is saved at once under _trials/<config hash>/, so a killed stage
-re-runs only unfinished trials. The grid's results become visible, manifest last,
-as per-episode and per-trial CSVs, summary.json, a table and a plot.
+Every finished task is saved at once under _trials/<config hash>/, so a killed stage re-runs
+only unfinished ones. The grid holds each agent's trials and one reference task per agent (its
+own and a random policy's scores, and its sanity refit on separate episodes). With one agent
+the table is trial-level, as before studies; with several, agent-level statistics and verdicts
+(rlpad.study). Outputs become visible, manifest last: per-episode and per-trial CSVs,
+summary.json, study.json, table.txt, verdict.txt and plots.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import tempfile
 from typing import Callable
 
+import numpy as np
+
+from ..artifacts import FitOutputs, TrialContext, study_agents
 from ..config import Config
 from ..store import Store
 from .common import already_done
-from .upstream import FitOutputs
 
 STAGE = "4-eval"
-# the refit on all real data must reach this fraction of the stage-1 agent's score
-SANITY_RECOVERY = 0.9
 
 
 def _csv_bytes(rows: list[dict]) -> bytes:
@@ -33,37 +37,71 @@ def _csv_bytes(rows: list[dict]) -> bytes:
 
 
 def episode_rows(results: list[dict]) -> list[dict]:
-    return [{"trial_id": r["trial_id"], "mode": r["mode"], "n_real": r["n_real"],
-             "n_fake": r["n_fake"], "rep": r["rep"], "episode": i, "score": s, "length": n}
-            for r in results for i, (s, n) in enumerate(zip(r["scores"], r["lengths"]))]
+    return [{"trial_id": r["trial_id"], "agent": r.get("agent"), "mode": r["mode"],
+             "n_real": r["n_real"], "n_fake": r["n_fake"], "rep": r["rep"], "episode": i,
+             "score": s, "length": n}
+            for r in results if r["mode"] != "reference"
+            for i, (s, n) in enumerate(zip(r["scores"], r["lengths"]))]
 
 
 def trial_rows(results: list[dict]) -> list[dict]:
-    keys = ("trial_id", "mode", "n_real", "n_fake", "rep", "seed", "q_mean", "refit_converged",
-            "gan_s", "refit_s", "play_s", "wall_s")
+    keys = ("trial_id", "agent", "mode", "n_real", "n_real_cfg", "n_fake", "rep", "seed",
+            "q_mean", "refit_converged", "gan_s", "refit_s", "play_s", "wall_s")
     return [{**{k: r.get(k) for k in keys}, "mean_score": sum(r["scores"]) / len(r["scores"]),
-             "final_td_loss": r["td_loss"][-1] if r["td_loss"] else None} for r in results]
+             "final_td_loss": r["td_loss"][-1] if r["td_loss"] else None}
+            for r in results if r["mode"] != "reference"]
+
+
+def agent_refs(refs: list[dict]) -> dict:
+    """AgentRef per agent seed from the reference tasks' results."""
+    from ..study import AgentRef, beats_random, normalised
+
+    out = {}
+    for r in refs:
+        ok, why = beats_random(r["sanity_agent_scores"], r["sanity_random_scores"])
+        sanity = normalised(float(np.mean(r["sanity_refit_scores"])),
+                            float(np.mean(r["sanity_random_scores"])),
+                            float(np.mean(r["sanity_agent_scores"])))
+        out[int(r["agent"])] = AgentRef(int(r["agent"]), r["game"], float(np.mean(r["agent_scores"])),
+                                        float(np.mean(r["random_scores"])), ok, why, sanity)
+    return out
+
+
+def cell_means(results: list[dict]) -> dict:
+    """(agent, mode, configured n_real, n_fake) -> the mean over that agent's trials of their
+    mean episode scores."""
+    acc: dict[tuple, list[float]] = {}
+    for r in results:
+        if r["mode"] != "reference":
+            key = (int(r["agent"]), r["mode"], int(r["n_real_cfg"]), int(r["n_fake"]))
+            acc.setdefault(key, []).append(float(np.mean(r["scores"])))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
 def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str = "local[*]",
         executors: int = 2, spark_settings=None, log: Callable[[str], None] = print) -> dict:
-    from .. import stats
+    from .. import stats, study
     from ..spark import GridProgress, SparkSettings, run_grid
-    from ..trials import TRIAL_FN, grid_specs
+    from ..trials import TRIAL_FN, grid_specs, reference_spec
 
-    fit = FitOutputs.open(store, run_id)
-    tr = store.require(run_id, "2-transform")
-    upstream = {"1-fit": fit.reader.manifest_sha256, "2-transform": tr.manifest_sha256}
-    if "simple" in cfg.eval.modes:
-        upstream["3-fit-gan"] = store.require(run_id, "3-fit-gan").manifest_sha256
-    config_hash = cfg.section_hash("eval", "gan") + "-" + "".join(v[:6] for v in upstream.values())
+    agents = study_agents(cfg)
+    ctx = TrialContext.for_run(store, run_id, cfg)  # every upstream manifest, before Spark
+    upstream = ctx.upstream
+    digest = hashlib.sha256("".join(upstream[k] for k in sorted(upstream)).encode()).hexdigest()
+    config_hash = cfg.section_hash("eval", "gan", "study") + "-" + digest[:12]
     done = already_done(store, run_id, STAGE, config_hash, force, log)
     if done:
         print(done["metrics"].get("table", ""))
         return done["metrics"]
 
-    n_available = int(tr.metrics["n_transitions"])
-    specs = grid_specs(cfg, n_available)
+    n_available = {a.seed: int(store.require(run_id, a.stage("2-transform")).metrics["n_transitions"])
+                   for a in agents}
+    single = len(agents) == 1
+    specs = []
+    for a in agents:
+        specs += grid_specs(cfg, n_available[a.seed], None if single else a.seed,
+                            log=lambda m: log(f"[{STAGE}] {m}"))
+        specs.append(reference_spec(cfg, a.seed))
     trials_dir = store.path(run_id, STAGE, f"_trials/{config_hash}")
     finished: dict[str, dict] = {}
     if force:
@@ -80,9 +118,10 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
 
     writer = store.writer(run_id, STAGE)
     writer.begin()
-    ctx = {"store": store.uri, "run": run_id, "config": cfg.to_dict(), "upstream": upstream}
     settings = spark_settings or SparkSettings(master=master, executors=executors)
-    log(f"[{STAGE}] {len(specs)} trials on Spark master {settings.master}")
+    n_ref = len(agents)
+    log(f"[{STAGE}] {len(specs) - n_ref} trials and {n_ref} reference task(s) for "
+        f"{len(agents)} agent(s) on Spark master {settings.master}")
 
     def persist(r: dict) -> None:
         store.write_bytes(f"{trials_dir}/{r['trial_id']}.json", json.dumps(r).encode())
@@ -90,47 +129,82 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     def progress(p: GridProgress) -> None:
         log(f"[{STAGE}] {p}")
 
-    results = run_grid(specs, TRIAL_FN, ctx, settings, done=finished, on_result=persist,
+    results = run_grid(specs, TRIAL_FN, ctx.to_dict(), settings, done=finished, on_result=persist,
                        on_progress=progress)
+    refs = agent_refs([r for r in results if r["mode"] == "reference"])
+    trials = [r for r in results if r["mode"] != "reference"]
+    fit = FitOutputs.open(store, run_id, agents[0])
+    game = fit.cfg.env.id
+    means = cell_means(trials)
+    rows = study.study_rows(means, refs, "all") + study.study_rows(means, refs, "sanity")
+    summary = stats.summarize(episode_rows(trials), cfg.env.win_threshold)
 
-    summary = stats.summarize(episode_rows(results), cfg.env.win_threshold)
-    stage1 = float(fit.reader.metrics["eval_return_mean"])
-    sanity = next((c for c in summary if c["mode"] == "none" and c["n_real"] == n_available), None)
-    title = (f"{fit.cfg.env.id}: score after refitting the head on n_real real + n_fake generated "
-             f"transitions (n_real={n_available} is all real data; stage-1 agent: {stage1:.1f})")
-    table = stats.format_table(summary, title=title)
+    if single:
+        a = agents[0]
+        stage1 = float(fit.reader.metrics["eval_return_mean"])
+        title = (f"{game}: score after refitting the head on n_real real + n_fake generated "
+                 f"transitions (n_real={n_available[a.seed]} is all real data; stage-1 agent: "
+                 f"{stage1:.1f}) - a single agent, not a study (study.agents = 1)")
+        table = stats.format_table(summary, title=title)
+    else:
+        title = (f"{game}: a study of {len(agents)} agents (seeds {agents[0].seed}-"
+                 f"{agents[-1].seed}); lift = each agent's padded cell minus its own control")
+        table = study.format_verdicts(rows, refs, title)
+    sane = [s for s, r in refs.items() if r.sanity_holds]
     metrics = {
-        "n_trials": len(results), "n_available_real": n_available,
-        "stage1_eval_return_mean": stage1,
-        "sanity_all_real_mean": sanity["mean"] if sanity else None,
-        "sanity_recovery": (sanity["mean"] / stage1) if sanity and stage1 else None,
-        "sanity_holds": (sanity["mean"] >= SANITY_RECOVERY * stage1) if sanity and stage1 else None,
-        "refit_unconverged_trials": sum(not r.get("refit_converged", True) for r in results),
+        "n_trials": len(trials), "n_agents": len(agents), "agents": [a.seed for a in agents],
+        "n_available_real": n_available[agents[0].seed] if single else n_available,
+        "refs": stats.to_jsonable({str(s): {"agent": r.agent, "random": r.random, "beats_random": r.beats_random,
+                          "sanity_normalised": r.sanity_norm, "sanity_holds": r.sanity_holds}
+                 for s, r in refs.items()}),
+        "sanity_holds_agents": sane,
+        "refit_unconverged_trials": sum(not r.get("refit_converged", True) for r in trials),
         "summary": stats.to_jsonable(summary), "table": table,
     }
+    if single:
+        ref = refs[agents[0].seed]
+        metrics.update(stage1_eval_return_mean=float(fit.reader.metrics["eval_return_mean"]),
+                       sanity_recovery=stats.to_jsonable(ref.sanity_norm),
+                       sanity_holds=ref.sanity_holds)
     with tempfile.TemporaryDirectory(prefix="rlpad-eval-") as work:
         png = os.path.join(work, "scores.png")
-        stats.plot_summary(summary, png, title=f"{fit.cfg.env.id}: padded-refit scores (95% CI)")
+        stats.plot_summary(summary, png, title=f"{game}: padded-refit scores (95% CI)"
+                           + ("" if single else ", trials pooled over agents"))
         writer.put_file(png, "scores.png")
-    writer.put_bytes("episodes.csv", _csv_bytes(episode_rows(results)))
-    writer.put_bytes("trials.csv", _csv_bytes(trial_rows(results)))
+        if not single:
+            png = os.path.join(work, "lifts.png")
+            study.plot_lifts(rows, refs, png, f"{game}: lift per cell, {len(agents)} agents")
+            writer.put_file(png, "lifts.png")
+    writer.put_bytes("episodes.csv", _csv_bytes(episode_rows(trials)))
+    writer.put_bytes("trials.csv", _csv_bytes(trial_rows(trials)))
     writer.put_json("summary.json", {k: v for k, v in metrics.items() if k != "table"})
+    writer.put_json("study.json", {"game": game, "agents": [a.seed for a in agents],
+                                   "single_agent": single, "cells": stats.to_jsonable(rows),
+                                   "refs": metrics["refs"],
+                                   "references": [r for r in results if r["mode"] == "reference"]})
     writer.put_bytes("table.txt", (table + "\n").encode())
+    writer.put_bytes("verdict.txt", (table + "\n").encode())
     writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics, upstream=upstream)
     store.rm(store.path(run_id, STAGE, "_trials"), recursive=True)
     print(table)
     if metrics["refit_unconverged_trials"]:
-        cells = sorted({f"{r['mode']}/{r['n_real']}/{r['n_fake']}" for r in results
+        cells = sorted({f"{r['mode']}/{r['n_real']}/{r['n_fake']}" for r in trials
                         if not r.get("refit_converged", True)})
         log(f"[{STAGE}] the refit cycled without converging (last iterate used) in "
-            f"{metrics['refit_unconverged_trials']} of {len(results)} trials; cells "
+            f"{metrics['refit_unconverged_trials']} of {len(trials)} trials; cells "
             f"(mode/n_real/n_fake): {', '.join(cells)}")
-    if sanity:
-        log(f"[{STAGE}] sanity: refit on all {n_available:,} real transitions scores {sanity['mean']:.1f} "
-            f"= {100 * metrics['sanity_recovery']:.0f}% of the stage-1 agent's {stage1:.1f}")
-        if not metrics["sanity_holds"]:
-            log(f"[{STAGE}] sanity FAILS (< {SANITY_RECOVERY:.0%}): the refit does not recover this "
-                f"agent, so the lifts above do not answer the padding question; README 'Reading "
-                f"the quick profile's answer', and bench/refit_recovery.py across stage-1 seeds")
+    for s, r in sorted(refs.items()):
+        who = "" if single else f"agent {s}: "
+        if not r.beats_random:
+            log(f"[{STAGE}] {who}excluded from the statistics: {r.random_reason}")
+            continue
+        log(f"[{STAGE}] {who}sanity: the refit on all real data scores {r.sanity_norm:.2f} "
+            f"normalised ((score - random) / (agent - random), on "
+            f"{cfg.study.sanity_episodes} separate episodes)"
+            + ("" if r.sanity_holds else
+               f"; sanity FAILS (< {study.SANITY_RECOVERY}): the refit does not recover this "
+               "agent, so its lifts do not answer the padding question"))
+    if not single:
+        log(f"[{STAGE}] sanity holds for {len(sane)} of {len(agents)} agents")
     log(f"[{STAGE}] outputs at {store.url(run_id, STAGE)}")
     return metrics

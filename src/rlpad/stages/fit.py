@@ -7,6 +7,7 @@ import tempfile
 from typing import Callable
 
 from ..config import Config
+from ..artifacts import Agent
 from ..store import Store
 from .common import StoreCheckpointer, already_done
 
@@ -45,19 +46,21 @@ def write_csv(rows: list[dict], path: str) -> None:
 
 
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, agent: Agent | None = None) -> dict:
+    """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
+    stage = agent.stage(STAGE) if agent else STAGE
     config_hash = cfg.section_hash("env", "qnet", "dqn")
-    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
     from ..dqn import train_dqn  # TensorFlow loads only when the stage really runs
     from ..envs import env_spec
     spec = env_spec(cfg.env)
-    writer = store.writer(run_id, STAGE)
+    writer = store.writer(run_id, stage)
     writer.begin()
     with tempfile.TemporaryDirectory(prefix="rlpad-fit-") as work:
         tb = os.path.join(work, "tb")
-        res = train_dqn(cfg, spec, work, StoreCheckpointer(store, run_id, STAGE, config_hash),
+        res = train_dqn(cfg, spec, work, StoreCheckpointer(store, run_id, stage, config_hash),
                         log=log, tb_dir=tb)
         out = os.path.join(work, "out")
         os.makedirs(out)
@@ -73,7 +76,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
                    "embed_dim": res.agent.online.embed_dim}
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       run_info={"resumed_from_step": res.resumed_from})
-    store.clear_checkpoints(run_id, STAGE)
-    log(f"[{STAGE}] eval return {metrics['eval_return_mean']:.1f} ± {metrics['eval_return_std']:.1f} "
-        f"over {metrics['eval_episodes']} episodes; outputs at {store.url(run_id, STAGE)}")
+    store.clear_checkpoints(run_id, stage)
+    log(f"[{stage}] eval return {metrics['eval_return_mean']:.1f} ± {metrics['eval_return_std']:.1f} "
+        f"over {metrics['eval_episodes']} episodes; outputs at {store.url(run_id, stage)}")
     return metrics

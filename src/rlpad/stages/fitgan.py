@@ -3,54 +3,41 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from typing import Callable
 
 from ..config import Config
+from ..artifacts import Agent
 from ..store import Store
 from .common import StoreCheckpointer, already_done
 
 STAGE = "3-fit-gan"
-GAN_FILES = ("generator.weights.h5", "discriminator.weights.h5", "gan.json")
-
-
-def load_fitted_gan(store: Store, run_id: str):
-    """Stage 3's generator, from checksummed files only."""
-    from ..gan import FittedGan
-
-    reader = store.require(run_id, STAGE)
-    with tempfile.TemporaryDirectory(prefix="rlpad-gan-") as d:
-        for name in GAN_FILES:
-            if name in reader.manifest["files"]:
-                shutil.copyfile(reader.local_path(name), os.path.join(d, name))
-        return FittedGan.load(d)
-
-
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, agent: Agent | None = None) -> dict:
+    """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
+    stage = agent.stage(STAGE) if agent else STAGE
     from ..embed import Embedded
     from ..gan import fit_gan, holdout_split
     from ..gan_quality import plot_histograms, plot_training, quality_report
     from ..progress import Progress
 
-    tr = store.require(run_id, "2-transform")
+    tr = store.require(run_id, agent.stage("2-transform") if agent else "2-transform")
     config_hash = cfg.section_hash("gan") + "-" + tr.manifest_sha256[:12]
-    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
     emb = Embedded.load(tr.local_path("embeddings.h5"))
     n_classes = len(emb.class_table)
     train, hold = holdout_split(emb.labels, cfg.gan.holdout_fraction, cfg.seed)
-    ckpt = StoreCheckpointer(store, run_id, STAGE, config_hash)
-    writer = store.writer(run_id, STAGE)
+    ckpt = StoreCheckpointer(store, run_id, stage, config_hash)
+    writer = store.writer(run_id, stage)
     writer.begin()
     with tempfile.TemporaryDirectory(prefix="rlpad-fitgan-") as work:
         state_dir = os.path.join(work, "state")
         marker = ckpt.load(state_dir)  # restored flat into state_dir; fit_gan resumes from it
         if marker:
-            log(f"[{STAGE}] resuming from checkpoint at step {marker['step']:,}")
-        prog = Progress(cfg.gan.steps, STAGE)
+            log(f"[{stage}] resuming from checkpoint at step {marker['step']:,}")
+        prog = Progress(cfg.gan.steps, stage)
         fitted = fit_gan(
             emb.features[train], emb.labels[train], n_classes, cfg.gan, seed=cfg.seed,
             progress=lambda step, total, info: prog.update(step, **{k: v for k, v in info.items()
@@ -83,9 +70,9 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
             "wall_s_fit": fitted.info["wall_s"],
         }
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
-                      upstream={"2-transform": tr.manifest_sha256})
-    store.clear_checkpoints(run_id, STAGE)
-    log(f"[{STAGE}] {cfg.gan.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
+                      upstream={tr.stage: tr.manifest_sha256})
+    store.clear_checkpoints(run_id, stage)
+    log(f"[{stage}] {cfg.gan.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
         f"Fréchet distance real-fake {report['fd_real_fake']:.3g} vs real-real {report['fd_real_real']:.3g}; "
-        f"{fitted.restarts} restarts; outputs at {store.url(run_id, STAGE)}")
+        f"{fitted.restarts} restarts; outputs at {store.url(run_id, stage)}")
     return metrics

@@ -9,9 +9,9 @@ from typing import Callable
 import numpy as np
 
 from ..config import Config
+from ..artifacts import Agent, FitOutputs
 from ..store import Store, StoreError
 from .common import already_done
-from .upstream import FitOutputs
 
 STAGE = "2-transform"
 
@@ -21,16 +21,18 @@ class CutCheckError(StoreError):
 
 
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
-        log: Callable[[str], None] = print) -> dict:
+        log: Callable[[str], None] = print, agent: Agent | None = None) -> dict:
+    """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
+    stage = agent.stage(STAGE) if agent else STAGE
     from ..embed import cut_check, embed_replay
     from ..progress import Progress
     from ..qnet import split_at_cut
     from ..replay import ReplayMemory
 
-    fit = FitOutputs.open(store, run_id)
-    upstream = {"1-fit": fit.reader.manifest_sha256}
+    fit = FitOutputs.open(store, run_id, agent)
+    upstream = {fit.reader.stage: fit.reader.manifest_sha256}
     config_hash = cfg.section_hash("transform") + "-" + fit.reader.manifest_sha256[:12]
-    done = already_done(store, run_id, STAGE, config_hash, force, log)
+    done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
     spec = fit.spec()
@@ -48,11 +50,11 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
     if not max_diff <= c.cut_check_tol:
         raise CutCheckError(f"cut check failed: head(encoder(s)) differs from Q(s) by {max_diff:.3g} "
                             f"> transform.cut_check_tol={c.cut_check_tol}")
-    log(f"[{STAGE}] cut check: max |head(e(s)) - Q(s)| = {max_diff:.2e} over {len(sample)} states")
+    log(f"[{stage}] cut check: max |head(e(s)) - Q(s)| = {max_diff:.2e} over {len(sample)} states")
 
-    writer = store.writer(run_id, STAGE)
+    writer = store.writer(run_id, stage)
     writer.begin()
-    prog = Progress(replay.size, STAGE, unit="states")
+    prog = Progress(replay.size, stage, unit="states")
     t0 = time.time()
     emb = embed_replay(cut, replay, c.batch_size, c.clip_embedding, c.clip_delta,
                        progress=lambda n: prog.update(n))
@@ -80,8 +82,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         writer.put_file(path, "embeddings.h5")
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       upstream=upstream)
-    log(f"[{STAGE}] {metrics['n_transitions']:,} transitions embedded ({metrics['feature_dim']} features, "
+    log(f"[{stage}] {metrics['n_transitions']:,} transitions embedded ({metrics['feature_dim']} features, "
         f"{metrics['classes_present']}/{metrics['n_classes']} classes present, "
         f"{100 * emb.clip_fraction_embedding:.2f}% / {100 * emb.clip_fraction_delta:.2f}% values clipped); "
-        f"outputs at {store.url(run_id, STAGE)}")
+        f"outputs at {store.url(run_id, stage)}")
     return metrics

@@ -1,0 +1,134 @@
+"""Typed readers of published stages, and where each agent's stages live in a run.
+
+Below both `stages/` and `trials.py`: a stage reads its upstream, and a stage-4 worker reads
+a run's artifacts, through these, from verified manifests only. A study's agent k (1-based)
+trains with seed = profile seed + k - 1; with one agent its stages sit at
+<run>/<stage>/ (the layout of runs made before studies), with several at
+<run>/agents/<seed>/<stage>/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from .config import Config, config_from_dict
+from .store import StageReader, Store
+
+GAN_FILES = ("generator.weights.h5", "discriminator.weights.h5", "gan.json")
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent of a study: its seed and the folder prefix of its stages 1-3."""
+
+    seed: int
+    prefix: str  # "" (a single agent) or "agents/<seed>/"
+
+    def stage(self, name: str) -> str:
+        return self.prefix + name
+
+    def config(self, cfg: Config) -> Config:
+        """The agent's config: the profile's with the agent's seed."""
+        return dataclasses.replace(cfg, seed=self.seed)
+
+
+def study_agents(cfg: Config) -> list[Agent]:
+    k = cfg.study.agents
+    if k == 1:
+        return [Agent(cfg.seed, "")]
+    return [Agent(cfg.seed + i, f"agents/{cfg.seed + i}/") for i in range(k)]
+
+
+def agent_by_seed(cfg: Config, seed: int) -> Agent:
+    for a in study_agents(cfg):
+        if a.seed == seed:
+            return a
+    raise ValueError(f"seed {seed} is not an agent of this study (study.agents = "
+                     f"{cfg.study.agents}, seeds from {cfg.seed})")
+
+
+@dataclass
+class FitOutputs:
+    """Stage 1's Q-net, rebuilt from the config its manifest recorded."""
+
+    reader: StageReader
+    cfg: Config  # stage 1's own config (its env, net and gamma rule downstream)
+
+    @classmethod
+    def open(cls, store: Store, run: str, agent: Agent | None = None) -> "FitOutputs":
+        reader = store.require(run, (agent.prefix if agent else "") + "1-fit")
+        # Only what stage 1 depends on: later additions to other sections must not make
+        # finished runs unreadable.
+        recorded = reader.manifest["config"]
+        own = {k: recorded[k] for k in ("seed", "env", "qnet", "dqn") if k in recorded}
+        return cls(reader, config_from_dict(own, f"{store.url(run, reader.stage, 'manifest.json')}"))
+
+    def spec(self):
+        from .envs import env_spec
+
+        return env_spec(self.cfg.env)
+
+    def qnet(self):
+        from .qnet import load_qnet
+
+        spec = self.spec()
+        return load_qnet(self.cfg.qnet, spec.obs_shape, spec.n_actions,
+                         self.reader.local_path("qnet.weights.h5"))
+
+
+def load_embeddings(store: Store, run: str, agent: Agent | None = None):
+    """Stage 2's embedded transitions (rlpad.embed.Embedded)."""
+    from .embed import Embedded
+
+    reader = store.require(run, (agent.prefix if agent else "") + "2-transform")
+    return Embedded.load(reader.local_path("embeddings.h5"))
+
+
+def load_fitted_gan(store: Store, run: str, agent: Agent | None = None):
+    """Stage 3's generator, from checksummed files only."""
+    from .gan import FittedGan
+
+    reader = store.require(run, (agent.prefix if agent else "") + "3-fit-gan")
+    with tempfile.TemporaryDirectory(prefix="rlpad-gan-") as d:
+        for name in GAN_FILES:
+            if name in reader.manifest["files"]:
+                shutil.copyfile(reader.local_path(name), os.path.join(d, name))
+        return FittedGan.load(d)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every stage-4 task receives: where the run is, the stage-4 config, the study's
+    agents and the manifest hash of every upstream stage it reads. JSON-able (`to_dict`),
+    so it crosses to Spark workers as text and keys their artifact caches."""
+
+    store: str
+    run: str
+    config: dict  # the stage-4 Config, to_dict()
+    agents: dict[int, str]  # agent seed -> its stage prefix
+    upstream: dict[str, str]  # stage folder -> manifest sha256
+    tf_threads: int = 1
+
+    @classmethod
+    def for_run(cls, store: Store, run: str, cfg: Config) -> "TrialContext":
+        """Open every upstream manifest stage 4 needs (each must exist and verify)."""
+        needs = ["1-fit", "2-transform"] + (["3-fit-gan"] if "simple" in cfg.eval.modes else [])
+        agents = study_agents(cfg)
+        upstream = {a.stage(n): store.require(run, a.stage(n)).manifest_sha256
+                    for a in agents for n in needs}
+        return cls(store.uri, run, cfg.to_dict(), {a.seed: a.prefix for a in agents}, upstream)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["agents"] = {str(k): v for k, v in self.agents.items()}  # JSON keys are strings
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrialContext":
+        return cls(**{**d, "agents": {int(k): v for k, v in d["agents"].items()}})
+
+    def agent(self, seed: int) -> Agent:
+        return Agent(int(seed), self.agents[int(seed)])

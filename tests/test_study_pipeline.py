@@ -1,0 +1,105 @@
+"""A study of two agents through the CLI: layout, skip/resume per agent, stage 4's agent-level
+statistics and outputs, the paired design within each agent.
+
+Agent 1 (seed 1) is the shared quick run's agent: its stages are copied into agents/1/ and
+skipped by their manifests (same config), so only agent 2 (seed 2) trains here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import QUICK_GAN, RLPAD, ROOT, rlpad
+
+SETS = ["study.agents=2", "study.sanity_episodes=10", "eval.n_real=[200,0]",
+        "eval.n_fake=[0,500]", "eval.repetitions=2", "eval.episodes=3", "eval.n_envs=3",
+        'eval.modes=["none","simple"]']
+ARGS = [a for s in SETS for a in ("--set", s)] + QUICK_GAN
+
+
+@pytest.fixture(scope="module")
+def study_run(quick_run, tmp_path_factory):
+    store, run = quick_run
+    dst = tmp_path_factory.mktemp("study") / "store"
+    for s in ("1-fit", "2-transform", "3-fit-gan"):
+        shutil.copytree(Path(store) / run / s, dst / run / "agents" / "1" / s)
+    common = ["--store", str(dst), "--run", run, *ARGS]
+    # Stage 1 of agent 2 is killed mid-run (the failpoint counts the agent steps of this
+    # process: agent 1 is skipped, so these are agent 2's), then resumed.
+    env = {**os.environ, "RLPAD_FAILPOINTS": "1-fit.step=6000", "PYTHONUNBUFFERED": "1"}
+    killed = subprocess.run(RLPAD + ["fit", *common], cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=600)
+    before = (dst / run / "agents" / "1" / "1-fit" / "manifest.json").read_bytes()
+    fit = rlpad("fit", *common)
+    outs = [fit.stdout + fit.stderr]
+    for cmd in ("transform", "fit-gan", "eval"):
+        p = rlpad(cmd, *common, *(["--master", "local[2]"] if cmd == "eval" else []))
+        outs.append(p.stdout + p.stderr)
+    return dst, run, killed, before, outs
+
+
+def test_agents_have_their_own_stages_and_resume(study_run):
+    store, run, killed, before, outs = study_run
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:]
+    for seed in (1, 2):
+        for s in ("1-fit", "2-transform", "3-fit-gan"):
+            m = json.loads((store / run / "agents" / str(seed) / s / "manifest.json").read_text())
+            assert m["config"]["seed"] == seed
+            assert m["stage"] == (s if seed == 1 else f"agents/2/{s}")  # agent 1's were copied
+    # agent 1 was skipped (its manifest untouched), agent 2 resumed from its checkpoint
+    assert (store / run / "agents" / "1" / "1-fit" / "manifest.json").read_bytes() == before
+    assert "agent 1 of 2 (seed 1)" in outs[0] and "skipping" in outs[0]
+    m2 = json.loads((store / run / "agents" / "2" / "1-fit" / "manifest.json").read_text())
+    assert 0 < m2["run_info"]["resumed_from_step"] < m2["metrics"]["agent_steps"]
+    assert "random_return_mean" in m2["metrics"]
+    assert not (store / run / "1-fit").exists()  # several agents: nothing at the run's top
+
+
+def test_study_outputs_and_agent_level_statistics(study_run):
+    store, run, _, _, outs = study_run
+    out = store / run / "4-eval"
+    m = json.loads((out / "manifest.json").read_text())
+    for name in ("study.json", "verdict.txt", "lifts.png", "trials.csv", "episodes.csv"):
+        assert name in m["files"], name
+    met = m["metrics"]
+    assert met["n_agents"] == 2 and met["agents"] == [1, 2]
+    assert met["n_trials"] == 2 * 2 * 2 * 2  # agents x n_real x (none + simple) x reps
+    assert set(m["upstream"]) == {f"agents/{s}/{n}" for s in (1, 2)
+                                  for n in ("1-fit", "2-transform", "3-fit-gan")}
+    st = json.loads((out / "study.json").read_text())
+    cells = {(c["subset"], c["mode"], c["n_real"]) for c in st["cells"]}
+    assert ("all", "simple", 200) in cells and ("all", "simple", 0) in cells
+    trials = {}
+    for r in _csv(out / "trials.csv"):
+        trials.setdefault(int(r["agent"]), []).append(r)
+    # each agent's lift is its own padded cell minus its own control (same configured n_real)
+    for c in st["cells"]:
+        for seed, lift in c["agent_lifts"].items():
+            mine = trials[int(seed)]
+            mean = lambda mode: sum(float(r["mean_score"]) for r in mine  # noqa: E731
+                                    if r["mode"] == mode and int(r["n_real_cfg"]) == c["n_real"]) / 2
+            assert lift == pytest.approx(mean(c["mode"]) - mean("none"))
+    # paired design: within an agent modes share the real sample (seed); agents do not
+    for seed, mine in trials.items():
+        by = {}
+        for r in mine:
+            by.setdefault((r["n_real_cfg"], r["rep"]), set()).add(r["seed"])
+        assert all(len(v) == 1 for v in by.values())
+    assert not ({r["seed"] for r in trials[1]} & {r["seed"] for r in trials[2]})
+    text = (out / "verdict.txt").read_text()
+    assert "a study of 2 agents" in text and "agents whose sanity holds" in text
+    assert "seed    1" in text and "seed    2" in text
+    assert "sanity holds for" in outs[-1]
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
