@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source config.sh
 source scripts/stage.sh
-rlpad_stage fit "$@"
+spark_args  # a study's agents run in parallel on a cluster master
+rlpad_stage fit "${SPARK_ARGS[@]}" "$@"

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source config.sh
 source scripts/stage.sh
-rlpad_stage transform "$@"
+spark_args  # a study's agents run in parallel on a cluster master
+rlpad_stage transform "${SPARK_ARGS[@]}" "$@"

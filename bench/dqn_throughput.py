@@ -23,7 +23,7 @@ Each measurement runs in a fresh subprocess (no TF/PyTorch thread pools competin
 Timings on a shared 2-core machine are noisy: use --repeats to take medians.
 
 Usage: .venv/bin/python bench/dqn_throughput.py [--steps 2000] [--repeats 1]
-SB3 is optional: `.venv/bin/pip install -e .[bench]` (Stable-Baselines3 2.9 + PyTorch).
+The SB3 peer runs in its own environment (bench/peers.py), made on first use.
 """
 from __future__ import annotations
 

@@ -56,12 +56,17 @@ def _ctx(store: str, run: str, overrides: list[str]) -> dict:
 
 
 def _specs(store: str, run: str, overrides: list[str]) -> list[dict]:
+    """Stage 4's grid as the stage builds it: with --grid-set study.agents=K (a study run in
+    --store), every agent's trials and reference tasks."""
+    from rlpad.artifacts import study_agents
     from rlpad.config import load_config
     from rlpad.store import Store
-    from rlpad.trials import grid_specs
+    from rlpad.trials import study_specs
 
-    n = int(Store(store).require(run, "2-transform").metrics["n_transitions"])
-    return grid_specs(load_config("quick", overrides), n)
+    cfg, st = load_config("quick", overrides), Store(store)
+    n = {a.seed: int(st.require(run, a.stage("2-transform")).metrics["n_transitions"])
+         for a in study_agents(cfg)}
+    return study_specs(cfg, n)
 
 
 # ---- workers (own processes) -------------------------------------------------------------------
@@ -73,7 +78,7 @@ def worker_one_core(args) -> dict:
     from rlpad.trials import run_trial
 
     ctx = _ctx(args.store, args.run, [])
-    specs = _specs(args.store, args.run, [])
+    specs = [s for s in _specs(args.store, args.run, []) if s["mode"] != "reference"]
     n_real = min(s["n_real"] for s in specs)
     by_mode = {m: [s for s in specs if s["mode"] == m and s["n_real"] == n_real] for m in MODES}
     t = time.perf_counter()

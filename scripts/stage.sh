@@ -40,6 +40,25 @@ rlpad_stage() {
   esac
 }
 
+# Fills SPARK_ARGS from config.sh's RLPAD_SPARK_*: where stage 4's grid runs, and where the
+# agents of a study run their stages 1-3 (in parallel on a cluster master):
+#   local[*] (default)  this machine, the driver in this process
+#   spark://host:port   a standalone cluster, through spark-submit (client mode)
+#   k8s://https://...   Kubernetes, through spark-submit (cluster mode, RLPAD_IMAGE)
+spark_args() {
+  SPARK_ARGS=(--master "$RLPAD_SPARK_MASTER" --executors "$RLPAD_SPARK_EXECUTORS"
+    --executor-cores "$RLPAD_SPARK_EXECUTOR_CORES" --executor-memory "$RLPAD_SPARK_EXECUTOR_MEMORY"
+    --driver-memory "$RLPAD_SPARK_DRIVER_MEMORY" --namespace "$RLPAD_K8S_NAMESPACE"
+    --service-account "$RLPAD_K8S_SERVICE_ACCOUNT")
+  case "$RLPAD_SPARK_MASTER" in
+    local*) ;;
+    spark://*) SPARK_ARGS+=(--submit) ;;
+    k8s://*) SPARK_ARGS+=(--submit --image "$(image_ref)") ;;
+    *) echo "rlpad: RLPAD_SPARK_MASTER='$RLPAD_SPARK_MASTER' is not local[...], spark://host:port or k8s://https://host:port (config.sh)" >&2
+       return 2 ;;
+  esac
+}
+
 # Refuse an image that does not hold the project (wrong tag, stale registry copy).
 require_image() {
   local ref; ref=$(image_ref)

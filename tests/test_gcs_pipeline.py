@@ -139,7 +139,7 @@ def test_quick_pipeline_on_gcs(gcs_outage):
     r = st.require(RUN, "4-eval")
     with open(r.local_path("episodes.csv")) as f:
         lines = f.read().splitlines()
-    assert lines[0].startswith("trial_id,mode,n_real,n_fake") and len(lines) == 1 + 3 * 2
+    assert lines[0].startswith("trial_id,agent,mode,n_real,n_fake") and len(lines) == 1 + 3 * 2
     assert not _objects(o.emu, f"{PREFIX}/{RUN}/4-eval/_trials/")
     # Rerunning a finished stage on the bucket skips it.
     again = rlpad("transform", *common, env=env, timeout=300)

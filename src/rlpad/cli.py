@@ -37,20 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_) in STAGE_COMMANDS.items():
         p = sub.add_parser(name, help=help_)
         _common(p)
-        if name == "eval":
-            g = p.add_argument_group("Spark (config.sh: RLPAD_SPARK_*)")
-            g.add_argument("--master", default="local[*]",
-                           help="local[*], local[N,F], spark://host:port or k8s://https://host:port")
-            g.add_argument("--executors", type=int, default=2, help="cluster masters: executors")
-            g.add_argument("--executor-cores", type=int, default=1)
-            g.add_argument("--executor-memory", default="3g")
-            g.add_argument("--driver-memory", default="")
-            g.add_argument("--image", default="", help="k8s: the rlpad CPU image")
-            g.add_argument("--namespace", default="default", help="k8s namespace")
-            g.add_argument("--service-account", default="spark", help="k8s driver service account")
-            g.add_argument("--submit", action="store_true",
-                           help="launch through spark-submit (spark:// client mode, k8s:// cluster "
-                                "mode) instead of running the driver in this process")
+        # Spark: stage 4's grid, and stages 1-3 of a study's agents on a cluster master
+        g = p.add_argument_group("Spark (config.sh: RLPAD_SPARK_*)")
+        g.add_argument("--master", default="local[*]",
+                       help="local[*], local[N,F], spark://host:port or k8s://https://host:port")
+        g.add_argument("--executors", type=int, default=2, help="cluster masters: executors")
+        g.add_argument("--executor-cores", type=int, default=1)
+        g.add_argument("--executor-memory", default="3g")
+        g.add_argument("--driver-memory", default="")
+        g.add_argument("--image", default="", help="k8s: the rlpad CPU image")
+        g.add_argument("--namespace", default="default", help="k8s namespace")
+        g.add_argument("--service-account", default="spark", help="k8s driver service account")
+        g.add_argument("--submit", action="store_true",
+                       help="launch through spark-submit (spark:// client mode, k8s:// cluster "
+                            "mode) instead of running the driver in this process")
     p = sub.add_parser("config", help="print the resolved config of a profile as JSON")
     _common(p)
     return ap
@@ -82,36 +82,27 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         validate_run_id(args.run)
         store = Store(args.store)
-        import importlib
+        from .spark import SparkSettings, spark_submit_command
 
-        stage = importlib.import_module(f"rlpad.stages.{STAGE_COMMANDS[args.command][0]}")
-        kwargs = {}
+        settings = SparkSettings(
+            master=args.master, executors=args.executors, executor_cores=args.executor_cores,
+            executor_memory=args.executor_memory, driver_memory=args.driver_memory,
+            image=args.image, namespace=args.namespace, service_account=args.service_account)
+        settings.validate()
+        if args.submit:
+            cmd = spark_submit_command(settings, _resubmit_args(argv))
+            print(f"rlpad {args.command}: submitting:", " ".join(cmd), file=sys.stderr)
+            import subprocess
+
+            return subprocess.call(cmd)
         if args.command == "eval":
-            from .spark import SparkSettings, spark_submit_command
+            from .stages import evaluate
 
-            settings = SparkSettings(
-                master=args.master, executors=args.executors, executor_cores=args.executor_cores,
-                executor_memory=args.executor_memory, driver_memory=args.driver_memory,
-                image=args.image, namespace=args.namespace, service_account=args.service_account)
-            settings.validate()
-            if args.submit:
-                cmd = spark_submit_command(settings, _resubmit_args(argv))
-                print("rlpad eval: submitting:", " ".join(cmd), file=sys.stderr)
-                import subprocess
-
-                return subprocess.call(cmd)
-            kwargs = {"spark_settings": settings}
-        if args.command == "eval":
-            stage.run(cfg, store, args.run, force=args.force, **kwargs)
+            evaluate.run(cfg, store, args.run, force=args.force, spark_settings=settings)
             return 0
-        from .artifacts import study_agents
+        from .stages.agents import run_all
 
-        agents = study_agents(cfg)
-        for i, agent in enumerate(agents):  # finished agents are skipped by their manifests
-            if len(agents) > 1:
-                print(f"rlpad {args.command}: agent {i + 1} of {len(agents)} (seed {agent.seed})",
-                      flush=True)
-            stage.run(agent.config(cfg), store, args.run, force=args.force, agent=agent)
+        run_all(args.command, cfg, store, args.run, args.force, settings)
         return 0
     except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)

@@ -58,6 +58,19 @@ def grid_specs(cfg: Config, n_available: int, agent: int | None = None,
     return specs
 
 
+def study_specs(cfg: Config, n_available: dict[int, int], log=None) -> list[dict]:
+    """Stage 4's whole grid: every agent's trials, then its reference task. n_available:
+    agent seed -> its real transitions."""
+    from .artifacts import study_agents
+
+    agents = study_agents(cfg)
+    specs: list[dict] = []
+    for a in agents:
+        specs += grid_specs(cfg, n_available[a.seed], None if len(agents) == 1 else a.seed, log)
+        specs.append(reference_spec(cfg, a.seed))
+    return specs
+
+
 def reference_spec(cfg: Config, agent: int) -> dict:
     """The task that scores an agent's references: the stage-1 agent and a uniform-random
     policy on the cells' evaluation episodes (normalisation), and those two plus the refit

@@ -82,7 +82,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         executors: int = 2, spark_settings=None, log: Callable[[str], None] = print) -> dict:
     from .. import stats, study
     from ..spark import GridProgress, SparkSettings, run_grid
-    from ..trials import TRIAL_FN, grid_specs, reference_spec
+    from ..trials import TRIAL_FN, study_specs
 
     agents = study_agents(cfg)
     ctx = TrialContext.for_run(store, run_id, cfg)  # every upstream manifest, before Spark
@@ -97,11 +97,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     n_available = {a.seed: int(store.require(run_id, a.stage("2-transform")).metrics["n_transitions"])
                    for a in agents}
     single = len(agents) == 1
-    specs = []
-    for a in agents:
-        specs += grid_specs(cfg, n_available[a.seed], None if single else a.seed,
-                            log=lambda m: log(f"[{STAGE}] {m}"))
-        specs.append(reference_spec(cfg, a.seed))
+    specs = study_specs(cfg, n_available, log=lambda m: log(f"[{STAGE}] {m}"))
     trials_dir = store.path(run_id, STAGE, f"_trials/{config_hash}")
     finished: dict[str, dict] = {}
     if force:
