@@ -1,196 +1,168 @@
 #!/usr/bin/env python
-"""Does the stage-4 refit recover the stage-1 agent? Measured across stage-1 seeds.
+"""Does the refit recover the stage-1 agent? The sanity rule of a study, for a range of seeds.
 
-Stage 4's sanity cell refits a fresh head on all real transitions and compares its score with
-the stage-1 agent's. One quick run answers that for one stage-1 agent; this bench asks it for
-several: for each seed it fits stage 1 and 2 of the quick profile (`rlpad fit --set seed=S`,
-`rlpad transform`) in a temporary store or --store (reusing runs already there), then plays
-  * stage1      the stage-1 agent's own head (what the sanity cell compares with);
-  * refit       the profile's refit ([eval] refit_* as shipped, or as --refit-set changes them)
-                on all real data, --refits seeds;
-  * bc          behaviour cloning (a linear softmax head on the same features fit to the
-                replay's actions): the data's average policy, what a refit starts from;
-  * fqi         exact fitted Q iteration (ridge regression per iteration, --fqi-iters) from zero:
-                the offline fixed point that Q-learning with a target network approximates;
-  * stage1+fqi1 one exact FQI iteration started from the stage-1 head: if the stage-1 head were
-                an offline fixed point on its own replay, this would keep its score.
-10 evaluation episodes each (the trials' evaluation seed), one core per process.
+For agents with seeds --seeds A-B of --profile (a study run: seed = A, study.agents = B - A + 1),
+makes stages 1-2 by the CLI where the store lacks them (reused otherwise), then runs each
+agent's reference task (rlpad.trials.run_reference, as stage 4 does) with the refit under test:
+the stage-1 agent, a uniform-random policy and the refit on all the agent's real data, each on
+study.sanity_episodes (30) episodes no cell plays. Prints per agent the normalised score
+(refit - random) / (agent - random) and how many agents recover >= 0.9.
 
-Usage: .venv/bin/python bench/refit_recovery.py [--seeds 1 2 3 4 5 6] [--refits 3] [--store DIR]
-         [--fit-set dqn.KEY=VALUE ...] [--refit-set eval.refit_KEY=VALUE ...]
---fit-set changes the stage-1 recipe (the runs are made with it; give a fresh --store), e.g.
-`--fit-set dqn.total_steps=150000 dqn.buffer_size=150000 dqn.lr_final=0.1
-dqn.stop_at_eval_return=0 dqn.keep_best=false`; --refit-set the refit, e.g.
-`--refit-set eval.refit_cql_alpha=5`.
+Pre-registration (issue 11): choose methods on some seeds, freeze the choice in the profile
+with a commit, then run the held-out seeds once with --heldout: it refuses a dirty tree and
+records the commit it ran from in its JSON report.
+
+  .venv/bin/python bench/refit_recovery.py --store DIR --seeds 1-12 [--profile quick]
+      [--refit-set eval.refit_method="fqi" ...] [--transform-set transform.window=10000]
+      [--fit-set KEY=VALUE ...] [--heldout] [--json OUT.json]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def make_run(store: str, seed: int, fit_set: list[str]) -> None:
-    run = f"seed{seed}"
-    fit_args = [a for kv in fit_set for a in ("--set", kv)]
-    for cmd in (["fit", "--set", f"seed={seed}", *fit_args], ["transform"]):
-        p = subprocess.run([sys.executable, "-m", "rlpad.cli", *cmd, "--store", store, "--run", run],
+def seed_range(text: str) -> list[int]:
+    a, _, b = text.partition("-")
+    return list(range(int(a), int(b or a) + 1))
+
+
+def run_id(profile: str, seeds: list[int], fit_set: list[str], transform_set: list[str]) -> str:
+    tag = hashlib.sha256(json.dumps([fit_set, transform_set]).encode()).hexdigest()[:8]
+    return f"{Path(profile).stem}-s{seeds[0]}-{seeds[-1]}-{tag}"
+
+
+def study_sets(seeds: list[int]) -> list[str]:
+    return [f"seed={seeds[0]}", f"study.agents={len(seeds)}"]
+
+
+def git_state() -> tuple[str, bool]:
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=ROOT, capture_output=True, text=True).stdout.strip())
+    return rev, dirty
+
+
+def make_stages(store: str, run: str, profile: str, sets: list[str]) -> None:
+    for cmd in ("fit", "transform"):
+        p = subprocess.run([sys.executable, "-m", "rlpad.cli", cmd, "--store", store, "--run", run,
+                            "--profile", profile, *[a for s in sets for a in ("--set", s)]],
                            cwd=ROOT, capture_output=True, text=True)
         if p.returncode != 0:
-            raise SystemExit(f"rlpad {cmd[0]} (seed {seed}) failed:\n{p.stderr[-3000:]}")
+            raise SystemExit(f"rlpad {cmd} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
 
 
-def worker(store: str, seed: int, refits: int, fqi_iters: int, ridge: float,
-           refit_set: list[str]) -> dict:
-    import numpy as np
+def worker(store: str, run: str, profile: str, sets: list[str], seed: int) -> dict:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+    from rlpad.artifacts import TrialContext, study_agents
     from rlpad.config import load_config
-    from rlpad.play import play
-    from rlpad.qnet import build_head, split_at_cut
-    from rlpad.artifacts import FitOutputs, TrialContext
     from rlpad.store import Store
-    from rlpad.trials import load_artifacts, refit
+    from rlpad.study import beats_random, normalised
+    from rlpad.trials import reference_spec, run_reference
 
-    run = f"seed{seed}"
-    st = Store(store)
-    cfg = load_config("quick", ['eval.modes=["none"]', *refit_set])
-    art = load_artifacts(TrialContext.for_run(st, run, cfg), cfg.seed)
-    fit = FitOutputs.open(st, run)
-    e, d = cfg.eval, art.real
-    n, dim = len(d.action), art.embed_dim
-
-    def score(head) -> float:
-        enc = art.encoder
-        q = tf.function(lambda s: head(enc(s, training=False), training=False), reduce_retracing=True)
-        return float(play(q, art.fit_cfg.env, art.spec, e.episodes, seed=cfg.seed + 20_000_000,
-                          n_envs=e.n_envs).returns.mean())
-
-    def head_of(theta) -> object:
-        h = build_head(dim, art.spec.n_actions)
-        h.set_weights([theta[:dim].astype(np.float32), theta[dim].astype(np.float32)])
-        return h
-
-    out = {"seed": seed, "n": n, "agent_eval": fit.reader.metrics["eval_return_mean"]}
-    stage1 = split_at_cut(fit.qnet(), fit.cfg.qnet, art.spec.obs_shape).head
-    out["stage1"] = score(stage1)
-    if e.refit_method == "lspi":
-        refits = 1  # a function of the data alone: another seed gives the same head
-    out["refit"] = [score(refit(d, art.spec.n_actions, e, art.gamma, 1000 + r).head)
-                    for r in range(refits)]
-
-    ones = np.ones((n, 1))
-    phi = np.concatenate([np.maximum(d.e_s, 0), ones], 1)
-    phi2 = np.concatenate([np.maximum(d.e_next, 0), ones], 1)
-    acts = range(art.spec.n_actions)
-    solve = [np.linalg.solve(phi[d.action == a].T @ phi[d.action == a] + ridge * n * np.eye(dim + 1),
-                             phi[d.action == a].T) for a in acts]
-    g = art.gamma * (1.0 - d.terminal)
-
-    def fqi(theta, iters):
-        theta = theta.astype(np.float64).copy()
-        for _ in range(iters):
-            y = d.reward + g * (phi2 @ theta).max(1)
-            for a in acts:
-                theta[:, a] = solve[a] @ y[d.action == a]
-        return theta
-
-    out["fqi"] = score(head_of(fqi(np.zeros((dim + 1, len(acts))), fqi_iters)))
-    out["bc"] = score(head_of(behaviour_clone(phi, d.action, len(acts))))
-    w, b = stage1.get_weights()
-    out["stage1+fqi1"] = score(head_of(fqi(np.concatenate([w, b[None]]), 1)))
-    return out
-
-
-def behaviour_clone(phi, actions, n_actions: int, steps: int = 3000, lr: float = 1e-2):
-    """A linear softmax policy on the head's features, fit to the replay's actions (full-batch
-    Adam on the cross-entropy); its logits play greedily like a head's Q-values."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    x, y = tf.constant(phi, tf.float32), tf.constant(actions, tf.int32)
-    theta = tf.Variable(tf.zeros((phi.shape[1], n_actions)))
-    opt = keras.optimizers.Adam(lr)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, x @ theta))
-        opt.apply_gradients([(tape.gradient(loss, theta), theta)])
-
-    for _ in range(steps):
-        step()
-    return np.asarray(theta.numpy(), np.float64)
+    cfg = load_config(profile, [*sets, 'eval.modes=["none"]'])  # no generator needed here
+    ctx = TrialContext(Store(store).uri, run, cfg.to_dict(),
+                       {a.seed: a.prefix for a in study_agents(cfg)}, {})
+    t = time.time()
+    r = run_reference(reference_spec(cfg, seed), ctx.to_dict())
+    mean = lambda k: sum(r[k]) / len(r[k])  # noqa: E731
+    ok, why = beats_random(r["sanity_agent_scores"], r["sanity_random_scores"])
+    return {"seed": seed, "n": r["n_real"], "agent": mean("sanity_agent_scores"),
+            "random": mean("sanity_random_scores"), "refit": mean("sanity_refit_scores"),
+            "normalised": normalised(mean("sanity_refit_scores"), mean("sanity_random_scores"),
+                                     mean("sanity_agent_scores")),
+            "beats_random": ok, "why": why, "converged": r["sanity_refit_converged"],
+            "episodes": len(r["sanity_refit_scores"]), "wall_s": time.time() - t}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
-    ap.add_argument("--refits", type=int, default=3, help="refit seeds per stage-1 agent")
-    ap.add_argument("--fqi-iters", type=int, default=200)
-    ap.add_argument("--ridge", type=float, default=1e-3, help="FQI's L2 penalty per transition")
-    ap.add_argument("--store", help="a local store for runs seed<S> (stages 1-2); the ones it "
-                    "lacks are made (default: a temporary store)")
-    ap.add_argument("--fit-set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="stage-1 overrides for the runs this bench makes")
-    ap.add_argument("--refit-set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="overrides of the profile's [eval] refit settings")
+    ap.add_argument("--store", required=True, help="a local store; the runs it lacks are made")
+    ap.add_argument("--profile", default="quick")
+    ap.add_argument("--seeds", default="1-6", help="A-B: the agents' seeds")
+    ap.add_argument("--run", help="use this study run (default: named from profile, seeds, sets)")
+    ap.add_argument("--fit-set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--transform-set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--refit-set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--stage1-from", metavar="RUN",
+                    help="copy the agents' stage 1 from this run of the store where missing "
+                         "(another stage 2 of the same agents, e.g. with --transform-set)")
+    ap.add_argument("--heldout", action="store_true",
+                    help="a pre-registered held-out run: refuse a dirty tree, record the commit")
+    ap.add_argument("--json", help="write the report here too")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    seeds = seed_range(args.seeds)
+    run = args.run or run_id(args.profile, seeds, args.fit_set, args.transform_set)
+    stage_sets = study_sets(seeds) + args.fit_set + args.transform_set
     if args.worker is not None:
-        print(json.dumps(worker(args.store, args.worker, args.refits, args.fqi_iters, args.ridge,
-                                args.refit_set)))
+        print(json.dumps(worker(args.store, run, args.profile, stage_sets + args.refit_set,
+                                args.worker)))
         return
-    store = args.store or tempfile.mkdtemp(prefix="rlpad-bench-recovery-")
+    rev, dirty = git_state()
+    if args.heldout and dirty:
+        raise SystemExit("refit_recovery --heldout: the git tree has uncommitted changes; commit "
+                         "the frozen choice first (a held-out run must name the commit it ran)")
     t0 = time.time()
-    # runs already in the store are reused as they are (--fit-set applies to the ones made here)
-    missing = [s for s in args.seeds
-               if not (Path(store) / f"seed{s}" / "2-transform" / "manifest.json").exists()]
-    if missing:
-        print(f"# stages 1-2 of the quick profile for seeds {missing} in {store} ...", flush=True)
-        with ThreadPoolExecutor(2) as pool:  # 2 cores: two stage-1 fits at a time
-            list(pool.map(lambda s: make_run(store, s, args.fit_set), missing))
-        print(f"# made in {time.time() - t0:.0f} s", flush=True)
+    if args.stage1_from:
+        import shutil
+
+        from rlpad.artifacts import study_agents
+        from rlpad.config import load_config
+
+        for a in study_agents(load_config(args.profile, stage_sets)):
+            src = Path(args.store) / args.stage1_from / a.stage("1-fit")
+            dst = Path(args.store) / run / a.stage("1-fit")
+            if not dst.exists():
+                shutil.copytree(src, dst)
+    make_stages(args.store, run, args.profile, stage_sets)
+    print(f"# stages 1-2 ready in {time.time() - t0:.0f} s ({args.store}/{run})", flush=True)
 
     def one(seed: int) -> dict:
-        p = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--store", store,
-                            "--refits", str(args.refits), "--fqi-iters", str(args.fqi_iters),
-                            "--ridge", str(args.ridge), "--refit-set", *args.refit_set],
-                           capture_output=True, text=True, cwd=ROOT)
+        p = subprocess.run([sys.executable, __file__, "--worker", str(seed), "--store", args.store,
+                            "--profile", args.profile, "--seeds", args.seeds, "--run", run,
+                            "--fit-set", *args.fit_set, "--transform-set", *args.transform_set,
+                            "--refit-set", *args.refit_set], capture_output=True, text=True,
+                           cwd=ROOT)
         if p.returncode != 0:
             raise SystemExit(f"worker for seed {seed} failed:\n{p.stderr[-3000:]}")
         return json.loads(p.stdout.strip().splitlines()[-1])
 
-    with ThreadPoolExecutor(2) as pool:
-        rows = list(pool.map(one, args.seeds))
-    print(f"\nRefit recovery across stage-1 seeds (quick profile; scores: mean of 10 episodes; "
-          f"recovery = refit / stage-1 agent's eval_return_mean)")
-    if args.fit_set or args.refit_set:
-        print(f"  stage 1 (runs made here): {' '.join(args.fit_set) or 'as shipped'}; "
-              f"refit: {' '.join(args.refit_set) or 'as shipped'}")
-    print(f"  {'seed':>4} {'transitions':>11} {'agent':>6} {'stage1 head':>11} "
-          f"{'refit (each seed)':>26} {'recovery':>8} {'fqi':>6} {'stage1+fqi1':>11} {'bc':>5}")
-    ok = 0
+    with ThreadPoolExecutor(2) as pool:  # 2 cores: two agents at a time
+        rows = list(pool.map(one, seeds))
+    ok = [r for r in rows if r["beats_random"] and r["normalised"] >= 0.9]
+    print(f"\nRefit recovery, {args.profile} seeds {seeds[0]}-{seeds[-1]}"
+          f"{' (HELD OUT)' if args.heldout else ''}; commit {rev[:12]}{' + changes' if dirty else ''}")
+    print(f"  stage 1: {' '.join(args.fit_set) or 'as shipped'}; stage 2: "
+          f"{' '.join(args.transform_set) or 'as shipped'}; refit: {' '.join(args.refit_set) or 'as shipped'}")
+    print(f"  scores: means over {rows[0]['episodes']} sanity episodes (none of them a cell's)")
+    print(f"  {'seed':>4} {'transitions':>11} {'agent':>8} {'random':>8} {'refit':>8} "
+          f"{'normalised':>10}  converged")
     for r in rows:
-        rec = sum(r["refit"]) / len(r["refit"]) / r["agent_eval"]
-        ok += rec >= 0.9
-        each = ", ".join(f"{x:.0f}" for x in r["refit"])
-        print(f"  {r['seed']:>4} {r['n']:>11,} {r['agent_eval']:>6.0f} {r['stage1']:>11.0f} "
-              f"{each:>26} {rec:>8.0%} {r['fqi']:>6.0f} {r['stage1+fqi1']:>11.0f} {r['bc']:>5.0f}")
-    print(f"  refit recovers >= 90 % of the agent for {ok} of {len(rows)} stage-1 seeds "
-          f"({time.time() - t0:.0f} s; the runs stay in {store}: reuse them with --store)")
+        flag = "" if r["beats_random"] else f"  excluded: {r['why']}"
+        print(f"  {r['seed']:>4} {r['n']:>11,} {r['agent']:>8.1f} {r['random']:>8.1f} "
+              f"{r['refit']:>8.1f} {r['normalised']:>10.2f}  {r['converged']}{flag}")
+    print(f"  recovers >= 0.9 normalised: {len(ok)} of {len(rows)} agents "
+          f"(seeds {', '.join(str(r['seed']) for r in ok) or 'none'}); {time.time() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "profile": args.profile, "seeds": seeds, "heldout": args.heldout, "commit": rev,
+            "dirty": dirty, "fit_set": args.fit_set, "transform_set": args.transform_set,
+            "refit_set": args.refit_set, "rows": rows, "recovered": len(ok)}, indent=1))
 
 
 if __name__ == "__main__":

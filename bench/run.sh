@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=bench/results/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
+QUICK=""
 if [[ "${1:-}" == "--quick" ]]; then
+  QUICK=1
+  MIN=(--steps 500 --learning-starts 500)
   FIT=()
   THR=(--steps 400 --learning-starts 200 --micro-reps 10)
   MEM=(--rows 50000 --batches 200)
@@ -14,6 +17,7 @@ else
   FIT=(--sb3)
   THR=(--steps 2000 --learning-starts 1000 --repeats 2)
   MEM=()
+  MIN=(--repeats 2)
 fi
 echo "== quick_fit (stage 1, quick profile, vs the 3-minute target; SB3 peer if installed)"
 "$PY" bench/quick_fit.py ${FIT[@]+"${FIT[@]}"} | tee "$OUT/quick_fit.txt"
@@ -27,6 +31,12 @@ echo "== gan_steps (stage 3: GAN train steps/s vs the seed's train_on_batch loop
 "$PY" bench/gan_steps.py | tee "$OUT/gan_steps.txt"
 echo "== trial_speed (stage 4: one trial on one core; the grid from 1 to 2 executors)"
 "$PY" bench/trial_speed.py | tee "$OUT/trial_speed.txt"
-echo "== refit_recovery (stage 4's refit against the stage-1 agent, across stage-1 seeds)"
-"$PY" bench/refit_recovery.py | tee "$OUT/refit_recovery.txt"
+echo "== minatar_throughput (MinAtar Breakout learning throughput vs Stable-Baselines3)"
+"$PY" bench/minatar_throughput.py ${MIN[@]+"${MIN[@]}"} | tee "$OUT/minatar_throughput.txt"
+echo "== refit_recovery (the sanity rule across stage-1 seeds, 30 separate episodes each)"
+"$PY" bench/refit_recovery.py --store "$OUT/recovery-store" --seeds 1-6 | tee "$OUT/refit_recovery.txt"
+if [[ -z "$QUICK" ]]; then
+  echo "== study_speed (a study's wall time for 1, 2, 4 agents; stage 4 from 1 to 2 executors)"
+  "$PY" bench/study_speed.py --agents 1 2 4 --set gan.steps=2000 --scaling | tee "$OUT/study_speed.txt"
+fi
 echo "reports in $OUT"

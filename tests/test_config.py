@@ -169,7 +169,7 @@ def test_out_of_range(tmp_path, line, key, bound):
     ('qnet.arch = "resnet"', "qnet.arch"),
     ('env.kind = "mujoco"', "env.kind"),
     ('gan.variant = "vanilla"', "gan.variant"),
-    ('eval.refit_method = "fqi"', "eval.refit_method"),
+    ('eval.refit_method = "sgd"', "eval.refit_method"),
 ])
 def test_bad_choice(tmp_path, line, key):
     p = _profile(tmp_path, line)

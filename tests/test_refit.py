@@ -99,3 +99,87 @@ def test_lspi_is_a_function_of_the_data():
     shuffled = data.subset(np.random.default_rng(0).permutation(len(data)))
     w3 = lspi_head(shuffled, 2, LspiSettings(0.9)).head.get_weights()
     assert all(np.allclose(x, y, atol=1e-5) for x, y in zip(w1, w3))  # order does not matter
+
+
+# ---- every refit method on tabular MDPs; the seed's refit step by hand ---------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fqi_finds_the_optimal_policy_of_a_tabular_mdp(seed):
+    from rlpad.refit import FqiSettings, fqi_head
+
+    data, q_star = _chain_mdp(seed=seed)
+    res = fqi_head(data, 2, FqiSettings(gamma=0.9, ridge=1e-9, iters=400))
+    q = res.head(np.eye(len(q_star), dtype=np.float32)).numpy()
+    np.testing.assert_array_equal(q.argmax(axis=1), q_star.argmax(axis=1))
+    np.testing.assert_allclose(q, q_star, atol=1e-3)  # 0.9^400: converged to float precision
+    assert res.converged and res.td_loss[-1] < 1e-8
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_offline_dqn_finds_the_optimal_policy_of_a_tabular_mdp(seed):
+    data, q_star = _chain_mdp(seed=seed)
+    s = RefitSettings(steps=6000, batch_size=36, lr=3e-2, gamma=0.9, target_update=100, seed=5,
+                      average_from=0.5, ensemble=1)
+    res = refit_head(data, 2, s)
+    q = res.head(np.eye(len(q_star), dtype=np.float32)).numpy()
+    np.testing.assert_array_equal(q.argmax(axis=1), q_star.argmax(axis=1))
+    np.testing.assert_allclose(q, q_star, atol=0.1)
+
+
+def test_seed_refit_step_is_the_seeds_update_by_hand():
+    """One update of the seed's refit against a hand computation: MSE on the taken action's
+    output (Keras' mean over the batch and the outputs), targets from the same weights (no
+    target net), gamma 0.95, Keras-2 RMSprop (rho 0.9, eps outside the root)."""
+    from rlpad.refit import SeedRefitSettings, seed_refit_step
+
+    s = SeedRefitSettings(steps=1, seed=0)
+    theta = np.array([[0.5, -0.2], [0.1, 0.3], [0.0, 0.0]])  # dim 2 + bias row, 2 actions
+    phi = np.array([[1.0, 2.0, 1.0], [0.0, 1.0, 1.0]])
+    phi2 = np.array([[2.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    r, g, a = np.array([1.0, -1.0]), np.array([0.95, 0.0]), np.array([0, 1])
+    # by hand: Q(s2) rows [1.0, -0.4] and [0.6, 0.1]: max 1.0 and 0.6
+    y = np.array([1.0 + 0.95 * 1.0, -1.0 + 0.0])
+    q = np.array([1.0 * 0.5 + 2.0 * 0.1, 1.0 * 0.3])  # Q(s1, a1) = 0.7, Q(s2, a2) = 0.3
+    dq = np.zeros((2, 2))
+    dq[0, 0] = 2 * (q[0] - y[0]) / 4
+    dq[1, 1] = 2 * (q[1] - y[1]) / 4
+    grad = phi.T @ dq
+    v = 0.1 * grad ** 2
+    want = theta - 2.5e-4 * grad / (np.sqrt(v) + 1e-7)
+    got, v_got, loss = seed_refit_step(theta, np.zeros_like(theta), phi, phi2, r, g, a, s)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(v_got, v, rtol=1e-12)
+    assert loss == pytest.approx(np.mean((q - y) ** 2))
+    assert s.gamma == 0.95 and s.batch_size == 50 and s.lr == 2.5e-4
+
+
+def test_seed_refit_is_fixed_by_its_seed():
+    from rlpad.refit import SeedRefitSettings, seed_head
+
+    data, _ = _chain_mdp(seed=3)
+    w = [seed_head(data, 2, SeedRefitSettings(steps=300, seed=k)).head.get_weights()
+         for k in (1, 1, 2)]
+    assert all(np.array_equal(x, y) for x, y in zip(w[0], w[1]))
+    assert not all(np.array_equal(x, y) for x, y in zip(w[0], w[2]))
+
+
+def test_iql_reaches_its_known_solutions_on_a_tabular_mdp():
+    """Expectile 0.5: V is the mean over the data's actions, so Q is the uniform behaviour
+    policy's own Q (policy evaluation); an expectile near 1 with every action in the data
+    approaches the in-sample max, i.e. Q* (value iteration)."""
+    from rlpad.refit import IqlSettings, iql_head
+
+    data, q_star = _chain_mdp(seed=1)
+    n_s = len(q_star)
+    rng = np.random.default_rng(1)  # the MDP of _chain_mdp(seed=1), rebuilt
+    nxt, rew = rng.integers(n_s, size=(n_s, 2)), rng.standard_normal((n_s, 2))
+    term = rng.random((n_s, 2)) < 0.15
+    q_b = np.zeros((n_s, 2))
+    for _ in range(2000):  # the uniform policy's Q
+        q_b = rew + 0.9 * (1 - term) * q_b.mean(axis=1)[nxt]
+    eye = np.eye(n_s, dtype=np.float32)
+    sarsa = iql_head(data, 2, IqlSettings(0.9, expectile=0.5, ridge=1e-9, iters=400, irls=1))
+    np.testing.assert_allclose(sarsa.head(eye).numpy(), q_b, atol=1e-3)
+    near_max = iql_head(data, 2, IqlSettings(0.9, expectile=0.999, ridge=1e-9, iters=400, irls=8))
+    q = near_max.head(eye).numpy()
+    np.testing.assert_array_equal(q.argmax(axis=1), q_star.argmax(axis=1))
+    np.testing.assert_allclose(q, q_star, atol=0.05)

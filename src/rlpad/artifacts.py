@@ -114,11 +114,20 @@ class TrialContext:
 
     @classmethod
     def for_run(cls, store: Store, run: str, cfg: Config) -> "TrialContext":
-        """Open every upstream manifest stage 4 needs (each must exist and verify)."""
-        needs = ["1-fit", "2-transform"] + (["3-fit-gan"] if "simple" in cfg.eval.modes else [])
+        """Open every upstream manifest stage 4 needs and verify every file its workers read
+        against it (a corrupt file is named here, not inside a Spark task)."""
+        needs = {"1-fit": ("qnet.weights.h5",), "2-transform": ("embeddings.h5",)}
+        if "simple" in cfg.eval.modes:
+            needs["3-fit-gan"] = GAN_FILES
         agents = study_agents(cfg)
-        upstream = {a.stage(n): store.require(run, a.stage(n)).manifest_sha256
-                    for a in agents for n in needs}
+        upstream = {}
+        for a in agents:
+            for stage, files in needs.items():
+                reader = store.require(run, a.stage(stage))
+                for name in files:  # what the workers read, verified here, before Spark starts
+                    if name in reader.manifest["files"]:
+                        reader.local_path(name)
+                upstream[a.stage(stage)] = reader.manifest_sha256
         return cls(store.uri, run, cfg.to_dict(), {a.seed: a.prefix for a in agents}, upstream)
 
     def to_dict(self) -> dict:

@@ -88,8 +88,12 @@ def main(argv: list[str] | None = None) -> int:
             master=args.master, executors=args.executors, executor_cores=args.executor_cores,
             executor_memory=args.executor_memory, driver_memory=args.driver_memory,
             image=args.image, namespace=args.namespace, service_account=args.service_account)
-        settings.validate()
+        master = settings.validate()
         if args.submit:
+            if master.kind == "spark":  # seconds, not spark-submit's minute of retries
+                from .spark import probe_master
+
+                probe_master(master, settings.connect_timeout_s)
             cmd = spark_submit_command(settings, _resubmit_args(argv))
             print(f"rlpad {args.command}: submitting:", " ".join(cmd), file=sys.stderr)
             import subprocess

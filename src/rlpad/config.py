@@ -83,6 +83,11 @@ class DQNConfig:
 
 @dataclass(frozen=True)
 class TransformConfig:
+    dataset: str = _f("replay", choices=("replay",),
+                      doc="what stage 2 embeds: replay = the stage-1 agent's own replay memory "
+                          "(the seed's kind of data); recorded in the manifest and the table")
+    window: int = _f(0, lo=0, doc="embed only the newest this many transitions of the replay "
+                                  "(a recency window, as the seed's FIFO replay); 0 = all")
     clip_embedding: float = _f(400.0, lo=0.0, doc="clip e(s) to +-this (0 = off); the seed used 400")
     clip_delta: float = _f(150.0, lo=0.0, doc="clip e(s')-e(s) to +-this (0 = off); the seed used 150")
     batch_size: int = _f(1024, lo=1)
@@ -125,12 +130,21 @@ class EvalConfig:
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"])
     repetitions: int = _f(3, lo=1)
-    refit_method: str = _f("dqn", choices=("dqn", "lspi"),
+    refit_method: str = _f("dqn", choices=("dqn", "lspi", "fqi", "iql", "seed"),
                            doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
-                               "least-squares policy iteration, exact (refit_ridge, refit_lspi_iters)")
+                               "least-squares policy iteration, exact (refit_ridge, "
+                               "refit_lspi_iters); fqi: exact fitted Q iteration (refit_ridge, "
+                               "refit_fqi_iters); seed: the seed's own refit (MSE, RMSprop "
+                               "2.5e-4, gamma 0.95, no target net, minibatch 50, refit_steps)")
     refit_ridge: float = _f(1e-3, lo=1e-12, doc="lspi: L2 penalty per transition (> 0: keeps "
                                                    "an action the sample lacks solvable)")
     refit_lspi_iters: int = _f(20, lo=1, doc="lspi: most policy iterations")
+    refit_fqi_iters: int = _f(200, lo=1, doc="fqi / iql: iterations from a zero head")
+    refit_expectile: float = _f(0.7, lo=0.5, hi=0.999, doc="iql: tau of V's expectile over the "
+                                                              "data's actions")
+    refit_extract: str = _f("greedy", choices=("greedy", "awr"),
+                            doc="iql: act greedily on Q, or an advantage-weighted policy")
+    refit_awr_beta: float = _f(3.0, lo=0.0, doc="iql with awr: inverse temperature")
     refit_steps: int = _f(12_000, lo=1)
     refit_batch: int = _f(128, lo=1)
     refit_lr: float = _f(3e-3, lo=0.0, hi=1.0)
@@ -294,6 +308,9 @@ def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Co
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    if not data:
+        raise ConfigError(f"{path}: the profile is empty: a profile names its game and settings "
+                          "(start from profiles/quick.toml)")
     cfg = _build(Config, data, "", str(path))
     _cross_check(cfg, str(path))
     if overrides:

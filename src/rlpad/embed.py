@@ -87,13 +87,17 @@ def embed_states(qnet: QNet, states_fn, n: int, batch_size: int, progress=None) 
 
 
 def embed_replay(qnet: QNet, replay: ReplayMemory, batch_size: int, clip_embedding: float,
-                 clip_delta: float, progress=None) -> Embedded:
+                 clip_delta: float, progress=None, window: int = 0) -> Embedded:
+    """window > 0: only the newest `window` transitions (a recency window, as a FIFO replay
+    of that size would hold at the end of training)."""
     # Embed every held row once (each state once), then pair rows t and t+1.
     order = (replay.oldest + np.arange(replay.size)) % replay.capacity
     e_all = embed_states(qnet, lambda a, b: replay.states(order[a:b]), len(order), batch_size, progress)
     pos_of_row = np.empty(replay.capacity, np.int64)
     pos_of_row[order] = np.arange(len(order))
     rows = order[replay.valid(order)]
+    if window:
+        rows = rows[-window:]
     e_s = e_all[pos_of_row[rows]]
     e_next = e_all[pos_of_row[(rows + 1) % replay.capacity]]
     delta = e_next - e_s

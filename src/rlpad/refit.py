@@ -235,3 +235,193 @@ def lspi_head(data: Transitions, n_actions: int, s: LspiSettings) -> RefitResult
     head.set_weights([theta[:dim].astype(np.float32), theta[dim].astype(np.float32)])
     q_mean = float((phi @ theta).max(axis=1).mean())
     return RefitResult(head, losses, q_mean, converged=converged)
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """The head's input: relu(e) and a bias column (float64)."""
+    return np.concatenate([np.maximum(x, 0), np.ones((len(x), 1))], 1).astype(np.float64)
+
+
+def _head_from(theta: np.ndarray, dim: int, n_actions: int) -> keras.Model:
+    head = build_head(dim, n_actions, name="refit_head")
+    head.set_weights([theta[:dim].astype(np.float32), theta[dim].astype(np.float32)])
+    return head
+
+
+def _huber_td(phi, phi2, data: Transitions, g: np.ndarray, theta: np.ndarray) -> float:
+    err = (phi @ theta)[np.arange(len(data)), data.action] - (data.reward + g * (phi2 @ theta).max(1))
+    c = np.clip(err, -1.0, 1.0)
+    return float(np.mean(c * (err - 0.5 * c)))
+
+
+@dataclass(frozen=True)
+class FqiSettings:
+    gamma: float
+    ridge: float = 1e-3  # L2 penalty per transition (x N)
+    iters: int = 200
+
+
+def fqi_head(data: Transitions, n_actions: int, s: FqiSettings) -> RefitResult:
+    """Exact fitted Q iteration (Ernst et al. 2005) for the linear head: from zero, each
+    iteration solves the ridge regression of every action's Q on the greedy one-step targets
+    of the last iterate - the offline fixed point that Q-learning with a target network
+    approximates, without its step sizes or minibatches. `converged`: the greedy policy on the
+    data's next states stopped changing over the last 10 iterations."""
+    if len(data) == 0:
+        raise ValueError("refit needs at least one transition")
+    n, dim = len(data), data.e_s.shape[1]
+    phi, phi2 = _features(data.e_s), _features(data.e_next)
+    g = s.gamma * (1.0 - data.terminal.astype(np.float64))
+    by_a = [data.action == a for a in range(n_actions)]
+    solve = [np.linalg.solve(phi[m].T @ phi[m] + s.ridge * n * np.eye(dim + 1), phi[m].T)
+             for m in by_a]
+    theta = np.zeros((dim + 1, n_actions))
+    losses, stable, last = [], 0, None
+    for _ in range(s.iters):
+        y = data.reward + g * (phi2 @ theta).max(1)
+        for a, m in enumerate(by_a):
+            theta[:, a] = solve[a] @ y[m]
+        greedy = (phi2 @ theta).argmax(1)
+        stable = stable + 1 if last is not None and np.array_equal(greedy, last) else 0
+        last = greedy
+        losses.append(_huber_td(phi, phi2, data, g, theta))
+    head = _head_from(theta, dim, n_actions)
+    return RefitResult(head, losses, float((phi @ theta).max(1).mean()), converged=stable >= 10)
+
+
+@dataclass(frozen=True)
+class SeedRefitSettings:
+    """The seed's refit (rl-hypothesis-1): MSE loss, RMSprop (Keras 2: rho 0.9, eps outside
+    the root), gamma 0.95, minibatch 50, targets from the net being trained (no target net),
+    500k iterations in the seed."""
+
+    steps: int
+    seed: int
+    lr: float = 2.5e-4
+    gamma: float = 0.95
+    batch_size: int = 50
+    rho: float = 0.9
+    eps: float = 1e-7  # Keras 2's RMSprop default
+    log_points: int = 10
+
+
+def seed_refit_step(theta, v, phi, phi2, r, g, a, s: SeedRefitSettings):
+    """One update of the seed's refit on a minibatch, in numpy (theta: (dim+1, A)):
+    y = r + gamma (1 - done) max_a' Q_theta(s', a') from the same theta (no target net);
+    loss = mean over the batch of (Q_theta(s, a) - y)^2 (Keras' MSE on the one-hot-masked
+    output: only the taken action's error counts, as the seed's target vector copied the
+    other actions' own predictions); RMSprop on its gradient."""
+    rows = np.arange(len(a))
+    y = r + g * (phi2 @ theta).max(1)
+    q = (phi @ theta)[rows, a]
+    dq = np.zeros((len(a), theta.shape[1]))
+    dq[rows, a] = 2.0 * (q - y) / (len(a) * theta.shape[1])  # Keras' MSE: mean over the outputs too
+    grad = phi.T @ dq
+    v = s.rho * v + (1 - s.rho) * grad * grad
+    theta = theta - s.lr * grad / (np.sqrt(v) + s.eps)
+    return theta, v, float(np.mean((q - y) ** 2))
+
+
+def seed_head(data: Transitions, n_actions: int, s: SeedRefitSettings) -> RefitResult:
+    """The seed's refit of a fresh head (Glorot-uniform weights, zero bias, as a fresh Keras
+    Dense), fixed by s.seed. It diverges or stalls on most data: the README shows it beside
+    the refits that work, on identical data."""
+    if len(data) == 0:
+        raise ValueError("refit needs at least one transition")
+    rng = np.random.default_rng(s.seed)
+    n, dim = len(data), data.e_s.shape[1]
+    phi, phi2 = _features(data.e_s), _features(data.e_next)
+    g = s.gamma * (1.0 - data.terminal.astype(np.float64))
+    r = data.reward.astype(np.float64)
+    limit = np.sqrt(6.0 / (dim + n_actions))
+    theta = np.zeros((dim + 1, n_actions))
+    theta[:dim] = rng.uniform(-limit, limit, (dim, n_actions))
+    v = np.zeros_like(theta)
+    window = max(1, s.steps // s.log_points)
+    losses, acc, done = [], [], 0
+    while done < s.steps:  # minibatch indices drawn in blocks: one rng call per block
+        k = min(4096, s.steps - done)
+        done += k
+        for b in rng.integers(0, n, size=(k, s.batch_size)):
+            theta, v, loss = seed_refit_step(theta, v, phi[b], phi2[b], r[b], g[b], data.action[b], s)
+            acc.append(loss)
+            if len(acc) == window:
+                losses.append(float(np.mean(acc)))
+                acc = []
+    if acc:
+        losses.append(float(np.mean(acc)))
+    finite = bool(np.all(np.isfinite(theta)))
+    head = _head_from(np.nan_to_num(theta, nan=0.0, posinf=0.0, neginf=0.0), dim, n_actions)
+    return RefitResult(head, losses, float((phi @ theta).max(1).mean()) if finite else float("nan"),
+                       converged=finite)
+
+
+@dataclass(frozen=True)
+class IqlSettings:
+    gamma: float
+    expectile: float = 0.7  # tau: 0.5 = the data's own policy's value (SARSA), -> 1 = in-sample max
+    ridge: float = 1e-3
+    iters: int = 100
+    extract: str = "greedy"  # greedy on Q, or "awr": advantage-weighted regression of a policy
+    beta: float = 3.0  # awr: inverse temperature on the advantage
+    irls: int = 3  # reweighting passes of the expectile regression per iteration
+
+
+def _weighted_ridge(phi: np.ndarray, y: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
+    a = (phi * w[:, None]).T @ phi + lam * np.eye(phi.shape[1])
+    return np.linalg.solve(a, (phi * w[:, None]).T @ y)
+
+
+def iql_head(data: Transitions, n_actions: int, s: IqlSettings) -> RefitResult:
+    """Implicit Q-learning (Kostrikov et al. 2022) for the linear head, solved by least squares:
+    V(s) is the tau-expectile of Q(s, a) over the data's own actions (asymmetric least squares
+    by iteratively reweighted ridge regression), and Q(s, a) regresses r + gamma V(s'). No max
+    over actions the data lacks: the values stay in-sample. The head then acts greedily on Q,
+    or (extract = "awr") is a linear softmax policy fit to the data's actions weighted by
+    exp(beta (Q - V)) (advantage-weighted regression; its logits play as the head's output)."""
+    if len(data) == 0:
+        raise ValueError("refit needs at least one transition")
+    n, dim = len(data), data.e_s.shape[1]
+    phi, phi2 = _features(data.e_s), _features(data.e_next)
+    g = s.gamma * (1.0 - data.terminal.astype(np.float64))
+    r = data.reward.astype(np.float64)
+    rows = np.arange(n)
+    by_a = [data.action == a for a in range(n_actions)]
+    lam = s.ridge * n
+    solve = [np.linalg.solve(phi[m].T @ phi[m] + lam * np.eye(dim + 1), phi[m].T) for m in by_a]
+    theta, w_v = np.zeros((dim + 1, n_actions)), np.zeros(dim + 1)
+    losses = []
+    for _ in range(s.iters):
+        y = r + g * (phi2 @ w_v)
+        for a, m in enumerate(by_a):
+            theta[:, a] = solve[a] @ y[m]
+        q = (phi @ theta)[rows, data.action]
+        for _ in range(s.irls):  # the tau-expectile of q given phi
+            wt = np.where(q < phi @ w_v, 1.0 - s.expectile, s.expectile)
+            w_v = _weighted_ridge(phi, q, wt, lam)
+        losses.append(float(np.mean((q - y) ** 2)))
+    if s.extract == "awr":
+        adv = (phi @ theta)[rows, data.action] - phi @ w_v
+        weight = np.minimum(np.exp(s.beta * (adv - adv.max())) * np.exp(s.beta * adv.max()), 100.0)
+        logits = _softmax_regression(phi, data.action, n_actions, weight, lam)
+        out = logits
+    else:
+        out = theta
+    head = _head_from(out, dim, n_actions)
+    return RefitResult(head, losses, float((phi @ theta).max(1).mean()))
+
+
+def _softmax_regression(phi, actions, n_actions: int, weight, lam: float, iters: int = 30):
+    """Weighted multinomial logistic regression by Newton's method (block-diagonal Hessian
+    approximation per action): the logits' weights, (dim+1, A)."""
+    w = np.zeros((phi.shape[1], n_actions))
+    onehot = np.eye(n_actions)[actions]
+    for _ in range(iters):
+        z = phi @ w
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        for a in range(n_actions):
+            grad = phi.T @ (weight * (p[:, a] - onehot[:, a])) + lam * w[:, a]
+            hess = (phi * (weight * p[:, a] * (1 - p[:, a]))[:, None]).T @ phi + lam * np.eye(phi.shape[1])
+            w[:, a] -= np.linalg.solve(hess, grad)
+    return w

@@ -169,6 +169,9 @@ class Store:
         fails here, within PROBE_TIMEOUT_S, with a message naming the setting to fix."""
         if not uri:
             raise StoreError("store URI is empty (setting RLPAD_STORE)")
+        if uri.startswith(_GCS) and not uri.split("://", 1)[1].strip("/"):
+            raise StoreError(f"store {uri!r} names no bucket: use gs://BUCKET or "
+                             "gs://BUCKET/prefix (setting RLPAD_STORE)")
         opts = _storage_options(uri) if storage_options is None else storage_options
         try:
             if uri.startswith(_GCS):

@@ -164,12 +164,21 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
 def refit(data, n_actions: int, e, stage1_gamma: float, seed: int):
     """The profile's refit ([eval] refit_method and its settings) of a fresh head on `data`,
     with [eval] refit_gamma or else stage 1's gamma."""
-    from .refit import LspiSettings, RefitSettings, lspi_head, refit_head
+    from .refit import (FqiSettings, IqlSettings, LspiSettings, RefitSettings, SeedRefitSettings,
+                        fqi_head, iql_head, lspi_head, refit_head, seed_head)
 
+    if e.refit_method == "seed":  # the seed's own rule: its gamma 0.95, whatever stage 1 used
+        return seed_head(data, n_actions, SeedRefitSettings(e.refit_steps, seed,
+                                                            gamma=e.refit_gamma or 0.95))
     gamma = e.refit_gamma or stage1_gamma
-
     if e.refit_method == "lspi":
         return lspi_head(data, n_actions, LspiSettings(gamma, e.refit_ridge, e.refit_lspi_iters))
+    if e.refit_method == "fqi":
+        return fqi_head(data, n_actions, FqiSettings(gamma, e.refit_ridge, e.refit_fqi_iters))
+    if e.refit_method == "iql":
+        return iql_head(data, n_actions, IqlSettings(gamma, e.refit_expectile, e.refit_ridge,
+                                                     e.refit_fqi_iters, e.refit_extract,
+                                                     e.refit_awr_beta))
     return refit_head(data, n_actions, RefitSettings(
         e.refit_steps, e.refit_batch, e.refit_lr, gamma, e.refit_target_update, seed,
         double_dqn=e.refit_double_dqn, cql_alpha=e.refit_cql_alpha,

@@ -27,11 +27,9 @@ def worker_cache(key: Hashable, loader: Callable[[], T]) -> T:
     """Return the value cached under `key` in this Python process, calling `loader()` the
     first time. Reused Spark workers keep it between trials (a worker runs one task at a
     time, so no lock is needed). Key it by `ctx_key(ctx)` plus an artifact name."""
-    try:
-        return _WORKER_CACHE[key]
-    except KeyError:
-        value = _WORKER_CACHE[key] = loader()
-        return value
+    if key not in _WORKER_CACHE:  # not in an `except KeyError`: a loader's own error stays unchained
+        _WORKER_CACHE[key] = loader()
+    return _WORKER_CACHE[key]
 
 
 def clear_worker_cache() -> None:

@@ -78,6 +78,22 @@ def cell_means(results: list[dict]) -> dict:
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
+def check_trial_memory(cfg: Config, feature_dim: int, n_available: dict[int, int],
+                       memory_bytes: int | None = None) -> None:
+    """Refuse, before any work, a grid whose largest trial cannot fit in this machine's memory:
+    a trial holds its real and generated transitions a few times over (the sample, the padded
+    union, the refit's packed rows)."""
+    memory = memory_bytes or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    n_real = max(min(n or a, a) for n in cfg.eval.n_real for a in n_available.values())
+    n_fake = max(cfg.eval.n_fake) if any(m != "none" for m in cfg.eval.modes) else 0
+    need = (n_real + n_fake) * (feature_dim + 3) * 4 * 4
+    if need > memory // 2:
+        key = "eval.n_fake" if n_fake >= n_real else "eval.n_real"
+        raise ValueError(f"{key}: a trial of {n_real:,} real + {n_fake:,} generated transitions "
+                         f"({feature_dim} features each) needs ~{need / 2**30:,.0f} GiB; this "
+                         f"machine has {memory / 2**30:.0f} GiB: lower {key}")
+
+
 def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str = "local[*]",
         executors: int = 2, spark_settings=None, log: Callable[[str], None] = print) -> dict:
     from .. import stats, study
@@ -94,8 +110,12 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         print(done["metrics"].get("table", ""))
         return done["metrics"]
 
-    n_available = {a.seed: int(store.require(run_id, a.stage("2-transform")).metrics["n_transitions"])
-                   for a in agents}
+    tr_metrics = {a.seed: store.require(run_id, a.stage("2-transform")).metrics for a in agents}
+    n_available = {s: int(m["n_transitions"]) for s, m in tr_metrics.items()}
+    kinds = {(m.get("dataset_kind", "replay"), m.get("window", 0)) for m in tr_metrics.values()}
+    data_kind = "; ".join(f"data: the agent's {k}" + (f", newest {w:,} transitions" if w else "")
+                          for k, w in sorted(kinds))
+    check_trial_memory(cfg, int(next(iter(tr_metrics.values()))["feature_dim"]), n_available)
     single = len(agents) == 1
     specs = study_specs(cfg, n_available, log=lambda m: log(f"[{STAGE}] {m}"))
     trials_dir = store.path(run_id, STAGE, f"_trials/{config_hash}")
@@ -140,15 +160,17 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         stage1 = float(fit.reader.metrics["eval_return_mean"])
         title = (f"{game}: score after refitting the head on n_real real + n_fake generated "
                  f"transitions (n_real={n_available[a.seed]} is all real data; stage-1 agent: "
-                 f"{stage1:.1f}) - a single agent, not a study (study.agents = 1)")
+                 f"{stage1:.1f}; {data_kind}) - a single agent, not a study (study.agents = 1)")
         table = stats.format_table(summary, title=title)
     else:
         title = (f"{game}: a study of {len(agents)} agents (seeds {agents[0].seed}-"
-                 f"{agents[-1].seed}); lift = each agent's padded cell minus its own control")
+                 f"{agents[-1].seed}; {data_kind}); lift = each agent's padded cell minus its own "
+                 "control")
         table = study.format_verdicts(rows, refs, title)
     sane = [s for s, r in refs.items() if r.sanity_holds]
     metrics = {
         "n_trials": len(trials), "n_agents": len(agents), "agents": [a.seed for a in agents],
+        "dataset": data_kind,
         "n_available_real": n_available[agents[0].seed] if single else n_available,
         "refs": stats.to_jsonable({str(s): {"agent": r.agent, "random": r.random, "beats_random": r.beats_random,
                           "sanity_normalised": r.sanity_norm, "sanity_holds": r.sanity_holds}

@@ -57,7 +57,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
     prog = Progress(replay.size, stage, unit="states")
     t0 = time.time()
     emb = embed_replay(cut, replay, c.batch_size, c.clip_embedding, c.clip_delta,
-                       progress=lambda n: prog.update(n))
+                       progress=lambda n: prog.update(n), window=c.window)
     states_per_s = replay.size / max(time.time() - t0, 1e-9)
     prog.close()
     counts = np.bincount(emb.labels, minlength=len(emb.class_table))
@@ -75,6 +75,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         "classes_present": int((counts > 0).sum()),
         "class_counts": {str(k): int(v) for k, v in enumerate(counts) if v},
         "gamma": fit.cfg.dqn.gamma,
+        "dataset_kind": c.dataset, "window": c.window,
     }
     with tempfile.TemporaryDirectory(prefix="rlpad-transform-") as work:
         path = os.path.join(work, "embeddings.h5")
