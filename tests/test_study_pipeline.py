@@ -38,14 +38,21 @@ def study_run(quick_run, tmp_path_factory):
     before = (dst / run / "agents" / "1" / "1-fit" / "manifest.json").read_bytes()
     fit = rlpad("fit", *common)
     outs = [fit.stdout + fit.stderr]
-    for cmd in ("transform", "fit-gan", "eval"):
-        p = rlpad(cmd, *common, *(["--master", "local[2]"] if cmd == "eval" else []))
+    for cmd in ("transform", "fit-gan"):
+        p = rlpad(cmd, *common)
         outs.append(p.stdout + p.stderr)
-    return dst, run, killed, before, outs
+    # stage 4 killed once 5 of its 18 tasks are saved, then rerun
+    env4 = {**os.environ, "RLPAD_FAILPOINTS": "4-eval.persist=5", "PYTHONUNBUFFERED": "1"}
+    killed4 = subprocess.run(RLPAD + ["eval", *common, "--master", "local[2]"], cwd=ROOT,
+                             capture_output=True, text=True, env=env4, timeout=600)
+    saved = sorted(p.stem for p in (dst / run / "4-eval" / "_trials").glob("*/*.json"))
+    p = rlpad("eval", *common, "--master", "local[2]")
+    outs.append(p.stdout + p.stderr)
+    return dst, run, (killed, killed4, saved), before, outs
 
 
 def test_agents_have_their_own_stages_and_resume(study_run):
-    store, run, killed, before, outs = study_run
+    store, run, (killed, _, _), before, outs = study_run
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-2000:]
     for seed in (1, 2):
         for s in ("1-fit", "2-transform", "3-fit-gan"):
@@ -59,6 +66,16 @@ def test_agents_have_their_own_stages_and_resume(study_run):
     assert 0 < m2["run_info"]["resumed_from_step"] < m2["metrics"]["agent_steps"]
     assert "random_return_mean" in m2["metrics"]
     assert not (store / run / "1-fit").exists()  # several agents: nothing at the run's top
+
+
+def test_killed_study_eval_reruns_only_unfinished_tasks(study_run):
+    store, run, (_, killed4, saved), _, outs = study_run
+    assert killed4.returncode == -signal.SIGKILL, killed4.stdout[-2000:]
+    assert len(saved) == 5
+    assert "5 of 18 trials already finished; running the rest" in outs[-1]
+    assert "trials 13/13 (+5 done before)" in outs[-1]
+    trials = {r["trial_id"] for r in _csv(store / run / "4-eval" / "trials.csv")}
+    assert {t for t in saved if not t.startswith("ref-")} <= trials
 
 
 def test_study_outputs_and_agent_level_statistics(study_run):

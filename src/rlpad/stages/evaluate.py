@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import failpoints
 from ..artifacts import FitOutputs, TrialContext, study_agents
 from ..config import Config
 from ..store import Store
@@ -50,6 +51,15 @@ def trial_rows(results: list[dict]) -> list[dict]:
     return [{**{k: r.get(k) for k in keys}, "mean_score": sum(r["scores"]) / len(r["scores"]),
              "final_td_loss": r["td_loss"][-1] if r["td_loss"] else None}
             for r in results if r["mode"] != "reference"]
+
+
+def _n_real_label(r: dict, single: bool) -> str:
+    """A trial's n_real as its cell names it: the actual size for one agent, the configured
+    one (all = every transition of that agent) in a study."""
+    if single:
+        return str(r["n_real"])
+    n = int(r.get("n_real_cfg", r["n_real"]))
+    return "all" if n == 0 else str(n)
 
 
 def agent_refs(refs: list[dict]) -> dict:
@@ -141,6 +151,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
 
     def persist(r: dict) -> None:
         store.write_bytes(f"{trials_dir}/{r['trial_id']}.json", json.dumps(r).encode())
+        failpoints.hit("4-eval.persist")  # crash tests: killed mid-grid
 
     def progress(p: GridProgress) -> None:
         log(f"[{STAGE}] {p}")
@@ -206,7 +217,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     store.rm(store.path(run_id, STAGE, "_trials"), recursive=True)
     print(table)
     if metrics["refit_unconverged_trials"]:
-        cells = sorted({f"{r['mode']}/{r['n_real']}/{r['n_fake']}" for r in trials
+        cells = sorted({f"{r['mode']}/{_n_real_label(r, single)}/{r['n_fake']}" for r in trials
                         if not r.get("refit_converged", True)})
         log(f"[{STAGE}] the refit cycled without converging (last iterate used) in "
             f"{metrics['refit_unconverged_trials']} of {len(trials)} trials; cells "
