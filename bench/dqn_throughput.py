@@ -114,18 +114,6 @@ def worker_sb3(args) -> dict:
                                           scale_obs=False)
     env = gym.wrappers.FrameStackObservation(env, 4)  # (4, 84, 84) uint8, channels first
 
-    class Clock(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.t0 = self.t1 = None
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps == args.learning_starts:
-                self.t0 = time.perf_counter()
-            if self.num_timesteps == args.learning_starts + args.steps:
-                self.t1 = time.perf_counter()
-            return True
-
     model = DQN("CnnPolicy", env, learning_rate=2.5e-4, buffer_size=args.buffer,
                 learning_starts=args.learning_starts, batch_size=32, gamma=0.99, train_freq=4,
                 gradient_steps=1, target_update_interval=TARGET_UPDATE,
@@ -134,7 +122,9 @@ def worker_sb3(args) -> dict:
                 policy_kwargs={"optimizer_class": torch.optim.RMSprop,
                                "optimizer_kwargs": {"eps": 0.01, "alpha": 0.9}},
                 device="cpu", seed=args.seed, verbose=0)
-    clock = Clock()
+    import peers
+
+    clock = peers.step_clock(BaseCallback, args.learning_starts, args.learning_starts + args.steps)
     model.learn(total_timesteps=args.learning_starts + args.steps, callback=clock)
     dt = clock.t1 - clock.t0
     ts = []

@@ -94,18 +94,6 @@ def worker_sb3(args) -> dict:
         def forward(self, x):
             return self.net(x.permute(0, 3, 1, 2).float())
 
-    class Clock(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.t0 = self.t1 = None
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps == args.learning_starts:
-                self.t0 = time.perf_counter()
-            if self.num_timesteps == args.learning_starts + args.steps:
-                self.t1 = time.perf_counter()
-            return True
-
     model = DQN("MlpPolicy", env, learning_rate=LR, buffer_size=args.buffer,
                 learning_starts=args.learning_starts, batch_size=32, gamma=0.99, train_freq=1,
                 gradient_steps=1, target_update_interval=TARGET_UPDATE,
@@ -114,7 +102,9 @@ def worker_sb3(args) -> dict:
                 policy_kwargs={"features_extractor_class": MinAtarCNN, "net_arch": [],
                                "normalize_images": False},
                 device="cpu", seed=args.seed, verbose=0)
-    clock = Clock()
+    import peers
+
+    clock = peers.step_clock(BaseCallback, args.learning_starts, args.learning_starts + args.steps)
     model.learn(total_timesteps=args.learning_starts + args.steps, callback=clock)
     return {"steps_per_s": args.steps / (clock.t1 - clock.t0),
             "version": f"SB3 {stable_baselines3.__version__}, torch {torch.__version__}, "

@@ -53,6 +53,26 @@ def peer_python(name: str, log=print) -> str:
     return str(py)
 
 
+def step_clock(base_callback: type, start: int, stop: int):
+    """A Stable-Baselines3 callback (pass its BaseCallback: SB3 is only importable in the peer's
+    environment) that notes perf_counter() at agent steps `start` and `stop`: .t0, .t1."""
+    import time
+
+    class Clock(base_callback):
+        def __init__(self):
+            super().__init__()
+            self.t0 = self.t1 = None
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps == start:
+                self.t0 = time.perf_counter()
+            if self.num_timesteps == stop:
+                self.t1 = time.perf_counter()
+            return True
+
+    return Clock()
+
+
 def versions(name: str) -> dict[str, str]:
     """The peer environment's installed packages (name -> version)."""
     out = subprocess.run([peer_python(name), "-m", "pip", "list", "--format", "json"],
