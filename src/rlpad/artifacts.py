@@ -112,23 +112,33 @@ class TrialContext:
     upstream: dict[str, str]  # stage folder -> manifest sha256
     tf_threads: int = 1
 
-    @classmethod
-    def for_run(cls, store: Store, run: str, cfg: Config) -> "TrialContext":
-        """Open every upstream manifest stage 4 needs and verify every file its workers read
-        against it (a corrupt file is named here, not inside a Spark task)."""
+    @staticmethod
+    def _needs(cfg: Config) -> dict[str, tuple[str, ...]]:
+        """Upstream stages stage 4 reads, and the files its workers load from each."""
         needs = {"1-fit": ("qnet.weights.h5",), "2-transform": ("embeddings.h5",)}
         if "simple" in cfg.eval.modes:
             needs["3-fit-gan"] = GAN_FILES
+        return needs
+
+    @classmethod
+    def for_run(cls, store: Store, run: str, cfg: Config) -> "TrialContext":
+        """Open every upstream manifest stage 4 needs (each must exist); `verify_files` checks
+        the files themselves."""
         agents = study_agents(cfg)
-        upstream = {}
-        for a in agents:
-            for stage, files in needs.items():
-                reader = store.require(run, a.stage(stage))
-                for name in files:  # what the workers read, verified here, before Spark starts
+        upstream = {a.stage(stage): store.require(run, a.stage(stage)).manifest_sha256
+                    for a in agents for stage in cls._needs(cfg)}
+        return cls(store.uri, run, cfg.to_dict(), {a.seed: a.prefix for a in agents}, upstream)
+
+    def verify_files(self, store: Store) -> None:
+        """Check every file the workers read against its manifest, before Spark starts: a
+        corrupt file is named here, not inside a Spark task."""
+        cfg = config_from_dict(self.config, "stage-4 context")
+        for a in study_agents(cfg):
+            for stage, files in self._needs(cfg).items():
+                reader = store.require(self.run, a.stage(stage))
+                for name in files:
                     if name in reader.manifest["files"]:
                         reader.local_path(name)
-                upstream[a.stage(stage)] = reader.manifest_sha256
-        return cls(store.uri, run, cfg.to_dict(), {a.seed: a.prefix for a in agents}, upstream)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

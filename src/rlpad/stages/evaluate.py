@@ -111,7 +111,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     from ..trials import TRIAL_FN, study_specs
 
     agents = study_agents(cfg)
-    ctx = TrialContext.for_run(store, run_id, cfg)  # every upstream manifest, before Spark
+    ctx = TrialContext.for_run(store, run_id, cfg)  # every upstream manifest
     upstream = ctx.upstream
     digest = hashlib.sha256("".join(upstream[k] for k in sorted(upstream)).encode()).hexdigest()
     config_hash = cfg.section_hash("eval", "gan", "study") + "-" + digest[:12]
@@ -126,6 +126,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     data_kind = "; ".join(f"data: the agent's {k}" + (f", newest {w:,} transitions" if w else "")
                           for k, w in sorted(kinds))
     check_trial_memory(cfg, int(next(iter(tr_metrics.values()))["feature_dim"]), n_available)
+    ctx.verify_files(store)  # after the skip check: a finished stage 4 hashes nothing
     single = len(agents) == 1
     specs = study_specs(cfg, n_available, log=lambda m: log(f"[{STAGE}] {m}"))
     trials_dir = store.path(run_id, STAGE, f"_trials/{config_hash}")
