@@ -35,6 +35,16 @@ def copy_stages(store: str, run: str, dst: Path, stages: tuple[str, ...]) -> Pat
     return dst
 
 
+def dataset_memory(st: Store, run: str):
+    """The memory stage 2 embedded: the policy play it recorded, or stage 1's replay."""
+    from rlpad.replay import ReplayMemory
+
+    reader = st.require(run, STAGE)
+    if reader.metrics.get("dataset_kind") == "policy":
+        return ReplayMemory.load(reader.local_path("policy_replay.h5"))
+    return ReplayMemory.load(st.require(run, "1-fit").local_path("replay.h5"))
+
+
 # ---- the cut ---------------------------------------------------------------------------------
 def test_cut_equivalence(quick_run):
     from rlpad.qnet import split_at_cut
@@ -143,13 +153,15 @@ def test_embeddings_file_contents_and_features(quick_run):
     np.testing.assert_array_equal(table[labels],
                                   np.stack([actions, np.sign(rewards), terminals], 1).astype(int))
     np.testing.assert_array_equal(counts, np.bincount(labels, minlength=len(table)))
-    assert set(np.unique(rewards).tolist()) == {1.0} and terminals.any() and not terminals.all()
+    assert set(np.unique(rewards).tolist()) == {1.0} and not terminals.all()
+    # a replay holds the early agent's falls; a 500-scoring agent's own play may hold none
+    assert terminals.any() or reader.metrics["dataset_kind"] == "policy"
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(std, x.std(0), rtol=1e-4, atol=1e-4)
     assert (std > 0).any()
 
-    # Recompute a few rows from replay.h5 and the stage-1 Q-net.
-    replay = ReplayMemory.load(fit.reader.local_path("replay.h5"))
+    # Recompute a few rows from the memory stage 2 embedded and the stage-1 Q-net.
+    replay = dataset_memory(Store(store), run)
     cut = split_at_cut(fit.qnet(), fit.cfg.qnet, fit.spec().obs_shape)
     pick = np.random.default_rng(1).choice(n, size=16, replace=False)
     r = rows[pick]
@@ -176,7 +188,8 @@ def test_corrupted_replay_is_refused(quick_run, tmp_path):
     store, run = quick_run
     copy = copy_stages(store, run, tmp_path / "store", ("1-fit",))
     flip_byte(copy / run / "1-fit" / "replay.h5")
-    p = rlpad("transform", "--store", str(copy), "--run", run, check=False, timeout=300)
+    p = rlpad("transform", "--store", str(copy), "--run", run, "--set",
+              'transform.dataset="replay"', check=False, timeout=300)  # the kind that reads it
     assert p.returncode == 2, p.stdout + p.stderr
     assert "replay.h5" in p.stderr and "checksum" in p.stderr and "--force" in p.stderr, p.stderr
     assert "1-initial-fit.sh" in p.stderr
@@ -200,7 +213,9 @@ def test_transform_manifest_records_upstream(quick_run):
     assert m["upstream"] == {"1-fit": st.manifest(run, "1-fit")["_sha256"]}
     assert m["files"]["embeddings.h5"]["sha256"]
     assert json.loads(json.dumps(m["metrics"]))["n_classes"] == 12
-    assert m["metrics"]["classes_present"] == 4  # CartPole: 2 actions x reward +1 x terminal or not
+    # CartPole: 2 actions x reward +1 x terminal or not; a 500-scoring agent's play never falls
+    present = 4 if m["metrics"]["dataset_kind"] == "replay" else len(m["metrics"]["class_counts"])
+    assert m["metrics"]["classes_present"] == present >= 2
 
 
 def test_dataset_kind_and_window_are_recorded_and_not_silently_reused(quick_run, tmp_path):
@@ -214,12 +229,47 @@ def test_dataset_kind_and_window_are_recorded_and_not_silently_reused(quick_run,
     common = ["--store", str(dst), "--run", run]
     rlpad("transform", *common, "--set", "transform.window=5000")
     m = json.loads((dst / run / "2-transform" / "manifest.json").read_text())
-    assert m["metrics"]["dataset_kind"] == "replay" and m["metrics"]["window"] == 5000
+    assert m["metrics"]["dataset_kind"] == "policy" and m["metrics"]["window"] == 5000
     assert m["metrics"]["n_transitions"] == 5000
     from rlpad.embed import Embedded
     full = Embedded.load(str(Path(store) / run / "2-transform" / "embeddings.h5"))
     win = Embedded.load(str(dst / run / "2-transform" / "embeddings.h5"))
     np.testing.assert_array_equal(win.rows, full.rows[-5000:])  # the newest 5,000
     np.testing.assert_array_equal(win.features, full.features[-5000:])
-    p = rlpad("transform", *common, check=False)  # window 0: all of the replay
+    p = rlpad("transform", *common, check=False)  # window 0: all of the data
+    assert p.returncode == 2 and "another config" in p.stderr
+
+
+def test_policy_dataset_is_the_agents_own_play_recorded_and_labelled(quick_run, tmp_path):
+    """dataset = policy: stage 2 records the shipped agent's epsilon-greedy play (exactly
+    policy_steps transitions, kept as policy_replay.h5 in stage 1's replay format) and embeds it;
+    its greedy steps are the agent's argmax; two runs give the same file; a stage 2 of the
+    replay kind is not silently reused for it."""
+    from conftest import rlpad
+    from rlpad.artifacts import FitOutputs
+    from rlpad.embed import Embedded
+    from rlpad.replay import ReplayMemory
+
+    store, run = quick_run
+    sets = ["--set", 'transform.dataset="policy"', "--set", "transform.policy_steps=700",
+            "--set", "transform.policy_epsilon=0.2"]
+    shas = []
+    for k in range(2):
+        dst = tmp_path / f"store{k}"
+        shutil.copytree(Path(store) / run / "1-fit", dst / run / "1-fit")
+        rlpad("transform", "--store", str(dst), "--run", run, *sets)
+        m = json.loads((dst / run / STAGE / "manifest.json").read_text())
+        shas.append((m["files"]["embeddings.h5"]["sha256"], m["files"]["policy_replay.h5"]["sha256"]))
+    met = m["metrics"]
+    assert met["dataset_kind"] == "policy" and met["policy_epsilon"] == 0.2
+    assert met["n_transitions"] == 700 and met["policy_episodes"] >= 1
+    assert shas[0] == shas[1]  # a function of the agent's seed and the settings
+    mem = ReplayMemory.load(str(dst / run / STAGE / "policy_replay.h5"))
+    emb = Embedded.load(str(dst / run / STAGE / "embeddings.h5"))
+    np.testing.assert_array_equal(emb.actions, mem.actions[mem.transition_rows()])
+    fit = FitOutputs.open(Store(str(dst)), run)
+    q = fit.qnet().model(mem.states(mem.transition_rows()), training=False).numpy()
+    agree = float((q.argmax(1) == emb.actions).mean())
+    assert 0.85 < agree < 0.95  # 0.2 of steps random, half of those still the argmax: ~0.9
+    p = rlpad("transform", "--store", str(dst), "--run", run, check=False)  # the replay kind
     assert p.returncode == 2 and "another config" in p.stderr

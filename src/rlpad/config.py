@@ -83,11 +83,17 @@ class DQNConfig:
 
 @dataclass(frozen=True)
 class TransformConfig:
-    dataset: str = _f("replay", choices=("replay",),
+    dataset: str = _f("replay", choices=("replay", "policy"),
                       doc="what stage 2 embeds: replay = the stage-1 agent's own replay memory "
-                          "(the seed's kind of data); recorded in the manifest and the table")
+                          "(the seed's kind of data: its whole learning history); policy = the "
+                          "shipped agent's own epsilon-greedy play after training (D4RL's and "
+                          "Minari's expert kind; policy_steps, policy_epsilon). Recorded in the "
+                          "manifest and the table's title")
     window: int = _f(0, lo=0, doc="embed only the newest this many transitions of the replay "
                                   "(a recency window, as the seed's FIFO replay); 0 = all")
+    policy_steps: int = _f(20_000, lo=1, doc="policy: transitions to record")
+    policy_epsilon: float = _f(0.1, lo=0.0, hi=1.0, doc="policy: chance of a uniform-random "
+                                                        "action each step")
     clip_embedding: float = _f(400.0, lo=0.0, doc="clip e(s) to +-this (0 = off); the seed used 400")
     clip_delta: float = _f(150.0, lo=0.0, doc="clip e(s')-e(s) to +-this (0 = off); the seed used 150")
     batch_size: int = _f(1024, lo=1)
@@ -130,14 +136,17 @@ class EvalConfig:
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"])
     repetitions: int = _f(3, lo=1)
-    refit_method: str = _f("dqn", choices=("dqn", "lspi", "fqi", "iql", "seed"),
+    refit_method: str = _f("dqn", choices=("dqn", "lspi", "fqi", "iql", "seed", "bc"),
                            doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
                                "least-squares policy iteration, exact (refit_ridge, "
                                "refit_lspi_iters); fqi: exact fitted Q iteration (refit_ridge, "
                                "refit_fqi_iters); seed: the seed's own refit (MSE, RMSprop "
-                               "2.5e-4, gamma 0.95, no target net, minibatch 50, refit_steps)")
-    refit_ridge: float = _f(1e-3, lo=1e-12, doc="lspi: L2 penalty per transition (> 0: keeps "
-                                                   "an action the sample lacks solvable)")
+                               "2.5e-4, gamma 0.95, no target net, minibatch 50, refit_steps); "
+                               "bc: behaviour cloning, a softmax policy over the data's actions "
+                               "by L2-penalised logistic regression (refit_ridge)")
+    refit_ridge: float = _f(1e-3, lo=1e-12, doc="lspi, fqi, iql: L2 penalty per transition "
+                                                   "(> 0: keeps an action the sample lacks "
+                                                   "solvable); bc: on the standardised weights")
     refit_lspi_iters: int = _f(20, lo=1, doc="lspi: most policy iterations")
     refit_fqi_iters: int = _f(200, lo=1, doc="fqi / iql: iterations from a zero head")
     refit_expectile: float = _f(0.7, lo=0.5, hi=0.999, doc="iql: tau of V's expectile over the "

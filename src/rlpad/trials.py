@@ -164,12 +164,15 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
 def refit(data, n_actions: int, e, stage1_gamma: float, seed: int):
     """The profile's refit ([eval] refit_method and its settings) of a fresh head on `data`,
     with [eval] refit_gamma or else stage 1's gamma."""
-    from .refit import (FqiSettings, IqlSettings, LspiSettings, RefitSettings, SeedRefitSettings,
-                        fqi_head, iql_head, lspi_head, refit_head, seed_head)
+    from .refit import (BcSettings, FqiSettings, IqlSettings, LspiSettings, RefitSettings,
+                        SeedRefitSettings, bc_head, fqi_head, iql_head, lspi_head, refit_head,
+                        seed_head)
 
     if e.refit_method == "seed":  # the seed's own rule: its gamma 0.95, whatever stage 1 used
         return seed_head(data, n_actions, SeedRefitSettings(e.refit_steps, seed,
                                                             gamma=e.refit_gamma or 0.95))
+    if e.refit_method == "bc":
+        return bc_head(data, n_actions, BcSettings(e.refit_ridge))
     gamma = e.refit_gamma or stage1_gamma
     if e.refit_method == "lspi":
         return lspi_head(data, n_actions, LspiSettings(gamma, e.refit_ridge, e.refit_lspi_iters))

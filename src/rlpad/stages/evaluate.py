@@ -104,6 +104,17 @@ def check_trial_memory(cfg: Config, feature_dim: int, n_available: dict[int, int
                          f"machine has {memory / 2**30:.0f} GiB: lower {key}")
 
 
+def dataset_label(transform_metrics: dict) -> str:
+    """What a table's title says of the data a stage 2 embedded."""
+    m = transform_metrics
+    if m.get("dataset_kind", "replay") == "policy":
+        text = (f"data: the agent's own play after training (epsilon {m['policy_epsilon']}, "
+                f"{m['policy_steps']:,} steps)")
+    else:
+        text = "data: the agent's replay"
+    return text + (f", newest {m['window']:,} transitions" if m.get("window") else "")
+
+
 def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str = "local[*]",
         executors: int = 2, spark_settings=None, log: Callable[[str], None] = print) -> dict:
     from .. import stats, study
@@ -122,9 +133,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
 
     tr_metrics = {a.seed: store.require(run_id, a.stage("2-transform")).metrics for a in agents}
     n_available = {s: int(m["n_transitions"]) for s, m in tr_metrics.items()}
-    kinds = {(m.get("dataset_kind", "replay"), m.get("window", 0)) for m in tr_metrics.values()}
-    data_kind = "; ".join(f"data: the agent's {k}" + (f", newest {w:,} transitions" if w else "")
-                          for k, w in sorted(kinds))
+    data_kind = "; ".join(sorted({dataset_label(m) for m in tr_metrics.values()}))
     check_trial_memory(cfg, int(next(iter(tr_metrics.values()))["feature_dim"]), n_available)
     ctx.verify_files(store)  # after the skip check: a finished stage 4 hashes nothing
     single = len(agents) == 1

@@ -1,4 +1,5 @@
-"""Stage 2: cut the stage-1 Q-net and embed every replay transition."""
+"""Stage 2: cut the stage-1 Q-net and embed every transition of the dataset: the agent's replay
+(`replay`) or its own epsilon-greedy play, recorded here (`policy`)."""
 from __future__ import annotations
 
 import os
@@ -38,8 +39,23 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
     spec = fit.spec()
     full = fit.qnet()
     cut = split_at_cut(full, fit.cfg.qnet, spec.obs_shape)
-    replay = ReplayMemory.load(fit.reader.local_path("replay.h5"))
     c = cfg.transform
+    policy_info: dict = {}
+    if c.dataset == "policy":
+        from ..collect import collect_policy_data
+
+        prog = Progress(c.policy_steps, stage, unit="steps")
+        replay, returns = collect_policy_data(fit.cfg, spec, full.model, c.policy_steps,
+                                              c.policy_epsilon, progress=prog.update)
+        prog.close()
+        policy_info = {"policy_steps": c.policy_steps, "policy_epsilon": c.policy_epsilon,
+                       "policy_episodes": len(returns),
+                       "policy_return_mean": float(np.mean(returns)) if returns else None}
+        log(f"[{stage}] recorded {c.policy_steps:,} steps of the agent's epsilon-greedy play "
+            f"(epsilon {c.policy_epsilon}): {len(returns)} finished episodes, mean return "
+            f"{policy_info['policy_return_mean']}")
+    else:
+        replay = ReplayMemory.load(fit.reader.local_path("replay.h5"))
 
     rng = np.random.default_rng(cfg.seed)
     rows = replay.transition_rows()
@@ -75,12 +91,15 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         "classes_present": int((counts > 0).sum()),
         "class_counts": {str(k): int(v) for k, v in enumerate(counts) if v},
         "gamma": fit.cfg.dqn.gamma,
-        "dataset_kind": c.dataset, "window": c.window,
+        "dataset_kind": c.dataset, "window": c.window, **policy_info,
     }
     with tempfile.TemporaryDirectory(prefix="rlpad-transform-") as work:
         path = os.path.join(work, "embeddings.h5")
         emb.save(path, {"gamma": fit.cfg.dqn.gamma, "n_actions": spec.n_actions})
         writer.put_file(path, "embeddings.h5")
+        if c.dataset == "policy":  # the recorded play itself, in stage 1's replay format
+            replay.save(os.path.join(work, "policy_replay.h5"))
+            writer.put_file(os.path.join(work, "policy_replay.h5"), "policy_replay.h5")
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       upstream=upstream)
     log(f"[{stage}] {metrics['n_transitions']:,} transitions embedded ({metrics['feature_dim']} features, "
