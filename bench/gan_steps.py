@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Stage 3's GAN training speed: train steps per second of `rlpad.gan.fit_gan`.
+"""Stage 3's GAN training speed: train steps per second of `rlpad.generators.fit_gan`.
 
 Both variants (cgan-seed, wgan-gp) at two sizes:
   * quick: the quick profile's [gan] (G 256-256, D 256-256, batch 256) on CartPole-sized
@@ -9,7 +9,7 @@ Both variants (cgan-seed, wgan-gp) at two sizes:
     values, 3 actions x 6 = 18 classes).
 A "step" is one generator update: cgan-seed does 2 D updates + 1 G update per step, wgan-gp
 n_critic (5) critic updates + 1 G update + the EMA update. Data are stage-2-like synthetic
-features (`rlpad.gan_quality.synthetic_features`). Rates come from fit_gan's own progress
+features (`rlpad.generators.quality.synthetic_features`). Rates come from fit_gan's own progress
 windows, leaving out the first (it holds the tf.function tracing).
 
 Peer, in the same run: the seed's own loop for cgan-seed (Keras-GAN `cgan.py`): the same
@@ -36,7 +36,7 @@ SIZES = {  # name -> (profile whose [gan] section is used, embed_dim, n_actions)
 
 def rlpad_rate(gcfg, x, labels, n_classes: int, steps: int) -> tuple[float, float]:
     """(steps/s in steady state, seconds of the first window incl. tracing)."""
-    from rlpad.gan import fit_gan
+    from rlpad.generators import fit_gan
 
     window = max(steps // 6, 10)
     gcfg = dataclasses.replace(gcfg, steps=steps, log_every=window, max_restarts=0)
@@ -56,7 +56,7 @@ def seed_loop_rate(gcfg, x, labels, n_classes: int, steps: int) -> float:
     import keras
     import numpy as np
 
-    from rlpad.gan import build_discriminator, build_generator
+    from rlpad.generators import build_discriminator, build_generator
 
     G = build_generator(gcfg, x.shape[1], n_classes, seed=1)
     D = build_discriminator(gcfg, x.shape[1], n_classes, seed=1)
@@ -102,7 +102,7 @@ def main() -> None:
     import tensorflow as tf
 
     from rlpad.config import load_config
-    from rlpad.gan_quality import synthetic_features
+    from rlpad.generators.quality import synthetic_features
 
     print(f"# gan_steps: TF {tf.__version__}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}; {args.steps} steps per rlpad measurement")

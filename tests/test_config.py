@@ -277,3 +277,15 @@ def test_unknown_eval_mode():
 def test_negative_eval_counts():
     with pytest.raises(ConfigError, match="eval.n_real"):
         load_config("quick", ["eval.n_real=[-1]"])
+
+
+def test_fields_of_another_kind_do_not_enter_the_hash():
+    """policy_* settings matter only to the policy dataset kind: a replay stage 2 keeps its hash
+    (and old replay runs stay valid) whatever they are; for the policy kind they count."""
+    def h(*sets):
+        return load_config("quick", list(sets)).section_hash("transform")
+
+    replay = 'transform.dataset="replay"'
+    assert h(replay, "transform.policy_steps=5") == h(replay, "transform.policy_steps=50")
+    assert h(replay) != h('transform.dataset="policy"')
+    assert h("transform.policy_steps=5") != h("transform.policy_steps=50")  # quick: policy

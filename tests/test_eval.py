@@ -122,7 +122,7 @@ def trial_ctx(quick_run):
                                          ["metrics"]["n_transitions"])}
 
 
-@pytest.mark.parametrize("method", ["lspi", "dqn"])
+@pytest.mark.parametrize("method", ["bc", "lspi", "dqn"])
 def test_run_trial_is_deterministic(trial_ctx, quick_run, method):
     from rlpad.spark import clear_worker_cache
     from rlpad.trials import run_trial
@@ -139,6 +139,8 @@ def test_run_trial_is_deterministic(trial_ctx, quick_run, method):
     assert a["n_real"] == 200 and a["n_fake"] == 500
     if method == "dqn":  # the mean loss over each tenth of the steps
         assert len(a["td_loss"]) == 10 and a["refit_converged"]
+    elif method == "bc":  # one convex fit: its final loss, solved to tolerance
+        assert len(a["td_loss"]) == 1 and a["refit_converged"]
     else:  # one loss per policy iteration; converged or stopped at refit_lspi_iters
         assert 1 <= len(a["td_loss"]) <= 20
         assert a["refit_converged"] == (len(a["td_loss"]) < 20)
@@ -159,6 +161,32 @@ def test_constrained_gan_sees_only_the_trials_rows(trial_ctx, quick_run):
     assert "gan_n_train" not in n and n["gan_s"] == 0.0
     # The same real sample under every mode (paired design): same seed, same n_real.
     assert c["seed"] == s["seed"] == n["seed"]
+
+
+def test_resample_pads_with_copies_of_the_trials_own_rows(trial_ctx, quick_run):
+    """resample: constrained's control. Its padding rows are rows of the trial's own sample
+    (drawn with replacement), it fits no generator, and it shares the paired real sample."""
+    from rlpad.refit import Transitions
+    from rlpad.trials import resampled, run_trial
+
+    rng = np.random.default_rng(0)
+    own = Transitions(rng.standard_normal((50, 4)).astype(np.float32),
+                      rng.integers(0, 2, 50).astype(np.int32), np.ones(50, np.float32),
+                      rng.standard_normal((50, 4)).astype(np.float32), np.zeros(50, np.float32))
+    pad = resampled(own, 400, seed=3)
+    rows = {r.tobytes() for r in own.e_s}
+    assert len(pad) == 400 and all(r.tobytes() in rows for r in pad.e_s)
+    assert len({r.tobytes() for r in pad.e_s}) > 40  # with replacement, over the whole sample
+    np.testing.assert_array_equal(resampled(own, 400, seed=3).action, pad.action)
+
+    ctx, _ = trial_ctx
+    store, run = quick_run
+    n_all = Store(store).manifest(run, "2-transform")["metrics"]["n_transitions"]
+    specs = {s["trial_id"]: s for s in grid_specs(
+        load_config("quick", [*EVAL_SETS, 'eval.modes=["none", "resample"]']), n_all)}
+    r = run_trial(specs["resample-r200-f500-000"], _ctx(store, run))
+    assert r["n_real"] == 200 and r["n_fake"] == 500 and "gan_n_train" not in r
+    assert r["seed"] == specs["none-r200-f0-000"]["seed"]
 
 
 # ---- the stage through the CLI: kill, resume, outputs ------------------------------------------

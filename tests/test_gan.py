@@ -1,5 +1,5 @@
-"""Tests for rlpad.gan (stage 3 models, fit, sampling, save/load, checkpoints) and
-rlpad.gan_quality (Fréchet distance, C2ST, report, plots). Tiny nets: the whole file runs in
+"""Tests for rlpad.generators (stage 3 models, fit, sampling, save/load, checkpoints) and
+rlpad.generators.quality (Fréchet distance, C2ST, report, plots). Tiny nets: the whole file runs in
 well under a minute on 2 cores."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from rlpad.config import GanConfig
-from rlpad.gan import (CKPT_MARKER, FittedGan, GanError, build_discriminator, build_generator,
-                       fit_gan, holdout_split, to_transitions)
-from rlpad.gan_quality import (c2st, frechet_distance, plot_histograms, plot_training,
-                               quality_report, synthetic_features)
+from rlpad.generators import (CKPT_MARKER, FittedGan, GanError, build_discriminator,
+                              build_generator, fit_gan, holdout_split, to_transitions)
+from rlpad.generators.quality import (c2st, frechet_distance, plot_histograms, plot_training,
+                                      quality_report, synthetic_features)
 
 K = 4
 EMBED = 8

@@ -89,7 +89,7 @@ def load_embeddings(store: Store, run: str, agent: Agent | None = None):
 
 def load_fitted_gan(store: Store, run: str, agent: Agent | None = None):
     """Stage 3's generator, from checksummed files only."""
-    from .gan import FittedGan
+    from .generators import FittedGan
 
     reader = store.require(run, (agent.prefix if agent else "") + "3-fit-gan")
     with tempfile.TemporaryDirectory(prefix="rlpad-gan-") as d:

@@ -22,12 +22,14 @@ class ConfigError(ValueError):
     """A profile or override is malformed; the message names the key and the source."""
 
 
-def _f(default, *, lo=None, hi=None, choices=None, doc=""):
-    """A config field with validation metadata (lo/hi inclusive)."""
+def _f(default, *, lo=None, hi=None, choices=None, doc="", only_if=None):
+    """A config field with validation metadata (lo/hi inclusive). only_if=(key, value): the
+    field matters only when the section's `key` is `value`; otherwise it is left out of the
+    section's hash, so a field added for a new kind does not orphan outputs of the old ones."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc, "only_if": only_if}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default),
-                     metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
-    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,11 @@ class TransformConfig:
                           "manifest and the table's title")
     window: int = _f(0, lo=0, doc="embed only the newest this many transitions of the replay "
                                   "(a recency window, as the seed's FIFO replay); 0 = all")
-    policy_steps: int = _f(20_000, lo=1, doc="policy: transitions to record")
+    policy_steps: int = _f(20_000, lo=1, doc="policy: transitions to record",
+                           only_if=("dataset", "policy"))
     policy_epsilon: float = _f(0.1, lo=0.0, hi=1.0, doc="policy: chance of a uniform-random "
-                                                        "action each step")
+                                                        "action each step",
+                               only_if=("dataset", "policy"))
     clip_embedding: float = _f(400.0, lo=0.0, doc="clip e(s) to +-this (0 = off); the seed used 400")
     clip_delta: float = _f(150.0, lo=0.0, doc="clip e(s')-e(s) to +-this (0 = off); the seed used 150")
     batch_size: int = _f(1024, lo=1)
@@ -134,7 +138,12 @@ class GanConfig:
 class EvalConfig:
     n_real: list[int] = _f([500, 0], doc="real transitions per trial; 0 = all real data")
     n_fake: list[int] = _f([0, 5_000])
-    modes: list[str] = _f(["none", "simple", "constrained"])
+    modes: list[str] = _f(["none", "simple", "constrained"],
+                          doc="none: real rows only (the control); simple: padded by stage 3's "
+                              "generator (fit on all the agent's data); constrained: by a "
+                              "generator fit on the trial's own rows; resample: by copies of "
+                              "the trial's own rows drawn with replacement (constrained's "
+                              "control: what padding adds with no generator at all)")
     repetitions: int = _f(3, lo=1)
     refit_method: str = _f("dqn", choices=("dqn", "lspi", "fqi", "iql", "seed", "bc"),
                            doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
@@ -199,7 +208,14 @@ class Config:
     def section_hash(self, *names: str) -> str:
         """Hash of the named sections (plus the seed): what a stage's outputs depend on."""
         d = self.to_dict()
-        sub = {"seed": d["seed"], **{n: d[n] for n in names}}
+        sub = {"seed": d["seed"]}
+        for n in names:
+            sec = dict(d[n])
+            for f in dataclasses.fields(getattr(self, n)):
+                cond = f.metadata.get("only_if")
+                if cond and sec.get(cond[0]) != cond[1]:
+                    sec.pop(f.name)
+            sub[n] = sec
         return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -258,9 +274,9 @@ def _build(cls, data: dict, prefix: str, source: str):
 
 def _cross_check(cfg: Config, source: str) -> None:
     for m in cfg.eval.modes:
-        if m not in ("none", "simple", "constrained"):
+        if m not in ("none", "simple", "constrained", "resample"):
             raise ConfigError(f"{source}: key 'eval.modes' has unknown mode {m!r} "
-                              "(choose from none, simple, constrained)")
+                              "(choose from none, simple, constrained, resample)")
     if any(n < 0 for n in cfg.eval.n_real + cfg.eval.n_fake):
         raise ConfigError(f"{source}: keys 'eval.n_real'/'eval.n_fake' must be >= 0")
     if cfg.env.kind == "atari" and cfg.qnet.arch != "nature-cnn":

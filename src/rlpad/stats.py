@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-MODE_ORDER = {"none": 0, "simple": 1, "constrained": 2}
+MODE_ORDER = {"none": 0, "simple": 1, "constrained": 2, "resample": 3}
 LIFT_KEYS = ("lift", "lift_lo", "lift_hi", "p_welch", "p_mannwhitney", "p_holm")
 NAN = float("nan")
 

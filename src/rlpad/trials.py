@@ -18,7 +18,7 @@ from .config import Config, config_from_dict
 from .seeding import derive_seed
 
 TRIAL_FN = "rlpad.trials:run_trial"
-MODES = ("none", "simple", "constrained")
+MODES = ("none", "simple", "constrained", "resample")
 
 
 def grid_specs(cfg: Config, n_available: int, agent: int | None = None,
@@ -144,7 +144,7 @@ def _artifacts(ctx_dict: dict, agent_seed: int) -> TrialArtifacts:
 
 
 def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
-    from .gan import to_transitions
+    from .generators import to_transitions
     from .refit import Transitions
 
     x, labels = gan.sample(n, seed=seed)
@@ -159,6 +159,11 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
             mag[sign == s] = float(np.abs(real_sub.reward[m]).mean())
     return Transitions(t["e_s"], t["action"], sign * mag, t["e_next"],
                        t["terminal"].astype(np.float32))
+
+
+def resampled(real_sub, n: int, seed: int):
+    """n rows of the trial's own sample drawn uniformly with replacement."""
+    return real_sub.subset(np.random.default_rng(seed).integers(0, len(real_sub), n))
 
 
 def refit(data, n_actions: int, e, stage1_gamma: float, seed: int):
@@ -229,8 +234,10 @@ def run_trial(spec: dict, ctx: dict) -> dict:
             gan = art.gan
             # the stage-3 generator's training-set size (all of stage 3's train split)
             gan_info = {"gan_n_train": int(gan.info.get("n_train", -1))}
+        elif mode == "resample":  # copies of the trial's own rows: constrained's control
+            gan = None
         else:  # constrained: a generator that has seen this trial's real sample only
-            from .gan import fit_gan
+            from .generators import fit_gan
 
             gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps,
                                        batch_size=min(e.constrained_gan_batch, n_real),
@@ -240,7 +247,11 @@ def run_trial(spec: dict, ctx: dict) -> dict:
                           seed=derive_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
             gan_info = {"gan_restarts": int(gan.restarts), "gan_n_train": int(gan.info["n_train"])}
-        parts.append(_fake_transitions(art, gan, n_fake, real_sub, derive_seed(seed, "fake", n_fake)))
+        if gan is None:
+            parts.append(resampled(real_sub, n_fake, derive_seed(seed, "fake", n_fake)))
+        else:
+            parts.append(_fake_transitions(art, gan, n_fake, real_sub,
+                                           derive_seed(seed, "fake", n_fake)))
         gan_s = time.time() - tg
 
     tr = time.time()

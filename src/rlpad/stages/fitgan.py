@@ -17,8 +17,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
     """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
     stage = agent.stage(STAGE) if agent else STAGE
     from ..embed import Embedded
-    from ..gan import fit_gan, holdout_split
-    from ..gan_quality import plot_histograms, plot_training, quality_report
+    from ..generators import fit_gan, holdout_split
+    from ..generators.quality import plot_histograms, plot_training, quality_report
     from ..progress import Progress
 
     tr = store.require(run_id, agent.stage("2-transform") if agent else "2-transform")

@@ -78,7 +78,7 @@ def c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0, *,
 
     Returns accuracy (overall), per-class accuracies keyed by class id (with labels) and counts.
     """
-    import keras  # late: keeps `import rlpad.gan_quality` light
+    import keras  # late: keeps `import rlpad.generators.quality` light
 
     rng = np.random.default_rng(seed)
     real = np.asarray(real, np.float32)

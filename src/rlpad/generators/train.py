@@ -1,0 +1,214 @@
+"""fit_gan: the training loop (restarts, progress, checkpoints between steps, resume)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # noqa: E402
+
+from ..config import GanConfig  # noqa: E402
+from .checkpoint import CKPT_MARKER, find_checkpoint, restore_checkpoint, save_checkpoint  # noqa: E402
+from .common import CheckpointFn, GanError, ProgressFn  # noqa: E402
+from .fitted import FittedGan, NormStats, _postprocess_fn  # noqa: E402
+from .gan_models import (_make_cgan_step, _make_optimizer, _make_wgan_step,  # noqa: E402
+                         build_discriminator, build_generator)
+
+def _derived_seed(seed: int, attempt: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(attempt), 0x9A4]).generate_state(1)[0] % (2**31 - 1))
+
+
+
+_METRICS = ("d_loss", "g_loss", "d_acc", "w_dist", "gp")
+
+
+@dataclass
+class _TrainState:
+    """Everything besides model/optimizer variables that a resumed fit needs."""
+
+    attempt: int = 0
+    restarts: int = 0
+    step: int = 0            # steps done in the current attempt
+    total_steps: int = 0     # steps done across attempts
+    low: int = 0             # consecutive steps with D accuracy < restart_low
+    high: int = 0            # ... > restart_high
+    half: int = 0            # ... == 0.5 exactly
+    win_sum: list = field(default_factory=lambda: [0.0] * len(_METRICS))
+    win_n: int = 0
+    history: list = field(default_factory=list)
+    restart_log: list = field(default_factory=list)
+    rng_state: dict | None = None
+    gave_up: bool = False    # max_restarts used up; training went on without further restarts
+
+
+def _data_digest(x: np.ndarray, labels: np.ndarray) -> str:
+    """Cheap fingerprint of the training data (shape + a strided subset of rows)."""
+    h = hashlib.sha256(f"{x.shape}|{labels.shape}".encode())
+    stride = max(1, len(x) // 4096)
+    h.update(np.ascontiguousarray(x[::stride]).tobytes())
+    h.update(np.ascontiguousarray(labels[::stride]).astype(np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _fingerprint(cfg: GanConfig, seed: int, digest: str, n_classes: int) -> str:
+    d = dataclasses.asdict(cfg)
+    for k in ("steps", "checkpoint_every", "log_every"):  # a resume may extend the budget / change cadence
+        d.pop(k)
+    blob = json.dumps({"cfg": d, "seed": seed, "data": digest, "k": n_classes}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, seed: int, *,
+            progress: ProgressFn | None = None, state_dir: str | os.PathLike | None = None,
+            on_checkpoint: CheckpointFn | None = None) -> FittedGan:
+    """Fit a conditional GAN on features x (n, F) with int labels in [0, n_classes).
+
+    Deterministic given seed (CPU). With state_dir, a checkpoint is written every
+    cfg.checkpoint_every steps (folder ckpt-<step>/, marker gan_ckpt.json last) and a later call
+    resumes from the newest one; on_checkpoint(folder, step) is called after each (e.g. to
+    upload it). progress(step, total, info) is called every cfg.log_every steps.
+    """
+    t0 = time.perf_counter()
+    x = np.asarray(x, np.float32)
+    labels = np.asarray(labels).reshape(-1)
+    if x.ndim != 2 or len(x) != len(labels) or len(x) == 0:
+        raise GanError(f"fit_gan: need x (n, F) and labels (n,), got {x.shape} and {labels.shape}")
+    if not np.all(np.isfinite(x)):
+        raise GanError("fit_gan: x has NaN or inf values")
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise GanError(f"fit_gan: labels must lie in [0, {n_classes})")
+    labels = labels.astype(np.int32)
+    n, feat_dim = x.shape
+    norm = NormStats.fit(x, standardise=cfg.variant == "wgan-gp")
+    xs = norm.forward(x)
+    class_probs = np.bincount(labels, minlength=n_classes).astype(np.float64) / n
+    post = _postprocess_fn(cfg, norm)
+    bs = int(cfg.batch_size)
+    fp = _fingerprint(cfg, seed, _data_digest(x, labels), n_classes)
+
+    st = _TrainState()
+    resume_dir = find_checkpoint(state_dir) if state_dir is not None else None
+    resumed_from = None
+    if resume_dir is not None:
+        marker = json.loads((resume_dir / CKPT_MARKER).read_text())
+        if marker.get("fingerprint") != fp:
+            raise GanError(f"checkpoint in {resume_dir} was made with another config, seed or "
+                           "data; delete it (or rerun with --force) to start over")
+        st = _TrainState(**marker["state"])
+        resumed_from = {"attempt": st.attempt, "step": st.step, "total_steps": st.total_steps}
+
+    keras.utils.set_random_seed(_derived_seed(seed, st.attempt))
+    while True:  # one pass per attempt (restart = new attempt with a new derived seed)
+        aseed = _derived_seed(seed, st.attempt)
+        G = build_generator(cfg, feat_dim, n_classes, seed=aseed)
+        D = build_discriminator(cfg, feat_dim, n_classes, seed=aseed)
+        g_opt, d_opt = _make_optimizer(cfg, "g_adam"), _make_optimizer(cfg, "d_adam")
+        g_opt.build(G.trainable_variables)
+        d_opt.build(D.trainable_variables)
+        # Same seed -> same initial weights as G; the averaged copy is the one we sample from
+        G_ema = (build_generator(cfg, feat_dim, n_classes, seed=aseed)
+                 if cfg.variant == "wgan-gp" and cfg.g_ema > 0 else None)
+        rng = np.random.default_rng(aseed)
+        if resume_dir is not None:
+            restore_checkpoint(resume_dir, G, D, g_opt, d_opt, G_ema)
+            rng.bit_generator.state = st.rng_state
+            resume_dir = None
+        if cfg.variant == "cgan-seed":
+            step_fn = _make_cgan_step(cfg, G, D, g_opt, d_opt)
+        else:
+            step_fn = _make_wgan_step(cfg, G, D, g_opt, d_opt, post, G_ema)
+
+        restarted = False
+        t_log, s_log = time.perf_counter(), st.step
+        while st.step < cfg.steps:
+            if cfg.variant == "cgan-seed":
+                idx = rng.integers(0, n, bs)
+                z = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
+                z2 = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
+                lab2 = rng.integers(0, n_classes, bs).astype(np.int32)  # the seed: uniform labels
+                m = step_fn(xs[idx], labels[idx], z, z2, lab2).numpy()
+            else:
+                k = cfg.n_critic
+                idx = rng.integers(0, n, (k, bs))
+                z = rng.standard_normal((k, bs, cfg.latent_dim), dtype=np.float32)
+                eps = rng.random((k, bs, 1), dtype=np.float32)
+                z2 = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
+                lab2 = labels[rng.integers(0, n, bs)]  # data's class frequencies
+                m = step_fn(xs[idx], labels[idx], z, eps, z2, lab2).numpy()
+            st.step += 1
+            st.total_steps += 1
+            st.win_sum = [a + float(b) for a, b in zip(st.win_sum, m)]
+            st.win_n += 1
+
+            failure = _failure(cfg, st, m)
+            if failure:
+                if st.restarts < cfg.max_restarts:
+                    st.restart_log.append({"attempt": st.attempt, "step": st.step, "reason": failure})
+                    st.history.append({"step": st.step, "attempt": st.attempt, "restart": failure})
+                    st.restarts += 1
+                    st.attempt += 1
+                    st.step = st.low = st.high = st.half = st.win_n = 0
+                    st.win_sum = [0.0] * len(_METRICS)
+                    restarted = True
+                    break
+                if not np.all(np.isfinite(m)):
+                    raise GanError(f"GAN training diverged (non-finite loss at step {st.step}) "
+                                   f"and max_restarts={cfg.max_restarts} is used up")
+                st.gave_up = True
+
+            if st.step % cfg.log_every == 0 or st.step == cfg.steps:
+                rec = {"step": st.step, "attempt": st.attempt}
+                rec.update({k: v / st.win_n for k, v in zip(_METRICS, st.win_sum)})
+                if cfg.variant == "cgan-seed":
+                    rec.pop("w_dist"), rec.pop("gp")
+                st.history.append(rec)
+                st.win_sum, st.win_n = [0.0] * len(_METRICS), 0
+                if progress is not None:
+                    now = time.perf_counter()
+                    info = dict(rec, restarts=st.restarts,
+                                steps_per_s=(st.step - s_log) / max(now - t_log, 1e-9))
+                    t_log, s_log = now, st.step
+                    progress(st.step, cfg.steps, info)
+            # also at the end, so a later call with more steps continues from here
+            if state_dir is not None and (st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps):
+                st.rng_state = rng.bit_generator.state
+                path = save_checkpoint(Path(state_dir), st, fp, G, D, g_opt, d_opt, G_ema)
+                if on_checkpoint is not None:
+                    on_checkpoint(str(path), st.total_steps)  # monotonic across restarts
+        if not restarted:
+            break
+
+    info = {"seed": int(seed), "steps": st.step, "total_steps": st.total_steps,
+            "attempts": st.attempt + 1, "restart_log": st.restart_log, "gave_up": st.gave_up,
+            "n_train": int(n), "ema": G_ema is not None, "resumed_from": resumed_from,
+            "wall_s": round(time.perf_counter() - t0, 3)}
+    return FittedGan(G if G_ema is None else G_ema, D, cfg, feat_dim, n_classes, class_probs, norm,
+                     st.history, st.restarts, info)
+
+
+def _failure(cfg: GanConfig, st: _TrainState, m: np.ndarray) -> str | None:
+    """The restart rule; updates the consecutive-step counters in st."""
+    if not np.all(np.isfinite(m)):
+        return "non-finite loss"
+    if cfg.variant != "cgan-seed":
+        return None
+    acc = float(m[2])
+    st.low = st.low + 1 if acc < cfg.restart_low else 0
+    st.high = st.high + 1 if acc > cfg.restart_high else 0
+    st.half = st.half + 1 if acc == 0.5 else 0
+    w = cfg.restart_window
+    if st.low >= w:
+        return f"D accuracy < {cfg.restart_low} for {w} steps"
+    if st.high >= w:
+        return f"D accuracy > {cfg.restart_high} for {w} steps"
+    if st.half >= w:
+        return f"D accuracy == 0.5 for {w} steps"
+    return None
+
