@@ -41,6 +41,16 @@ def _extra_vars(model: keras.Model) -> list:
     return [v for v in model.variables if id(v) not in saved]
 
 
+def _parts(G, D, g_opt, d_opt, G_ema) -> tuple[list, list]:
+    """What a checkpoint holds: (weights file, model) pairs and (HDF5 group, variables) pairs."""
+    models = [("generator.weights.h5", G), ("discriminator.weights.h5", D)]
+    if G_ema is not None:
+        models.append(("generator_ema.weights.h5", G_ema))
+    groups = [("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
+              ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))]
+    return models, groups
+
+
 def save_checkpoint(state_dir: Path, st, fp: str, G, D, g_opt, d_opt, G_ema) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     final = state_dir / f"{CKPT_PREFIX}{st.total_steps:09d}"
@@ -48,13 +58,11 @@ def save_checkpoint(state_dir: Path, st, fp: str, G, D, g_opt, d_opt, G_ema) -> 
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    G.save_weights(str(tmp / "generator.weights.h5"))
-    D.save_weights(str(tmp / "discriminator.weights.h5"))
-    if G_ema is not None:
-        G_ema.save_weights(str(tmp / "generator_ema.weights.h5"))
+    models, groups = _parts(G, D, g_opt, d_opt, G_ema)
+    for name, model in models:
+        model.save_weights(str(tmp / name))
     with h5py.File(tmp / "train_state.h5", "w") as f:
-        for gname, vs in (("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
-                          ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))):
+        for gname, vs in groups:
             write_arrays(f.create_group(gname), (v.numpy() for v in vs))
     marker = {"format": FORMAT + "-checkpoint", "format_version": FORMAT_VERSION,
               "fingerprint": fp, "state": _jsonable(dataclasses.asdict(st)), "time": time.time()}
@@ -72,13 +80,11 @@ def save_checkpoint(state_dir: Path, st, fp: str, G, D, g_opt, d_opt, G_ema) -> 
 
 
 def restore_checkpoint(d: Path, G, D, g_opt, d_opt, G_ema) -> None:
-    G.load_weights(str(d / "generator.weights.h5"))
-    D.load_weights(str(d / "discriminator.weights.h5"))
-    if G_ema is not None:
-        G_ema.load_weights(str(d / "generator_ema.weights.h5"))
+    models, groups = _parts(G, D, g_opt, d_opt, G_ema)
+    for name, model in models:
+        model.load_weights(str(d / name))
     with h5py.File(d / "train_state.h5", "r") as f:
-        for gname, vs in (("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
-                          ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))):
+        for gname, vs in groups:
             try:
                 assign_arrays(vs, f[gname], f"checkpoint {d}: {gname}")
             except ValueError as e:
