@@ -235,7 +235,7 @@ def run_trial(spec: dict, ctx: dict) -> dict:
             # the stage-3 generator's training-set size (all of stage 3's train split)
             gan_info = {"gan_n_train": int(gan.info.get("n_train", -1))}
         elif mode == "resample":  # copies of the trial's own rows: constrained's control
-            gan = None
+            pass
         else:  # constrained: a generator that has seen this trial's real sample only
             from .generators import fit_gan
 
@@ -247,11 +247,9 @@ def run_trial(spec: dict, ctx: dict) -> dict:
                           seed=derive_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
             gan_info = {"gan_restarts": int(gan.restarts), "gan_n_train": int(gan.info["n_train"])}
-        if gan is None:
-            parts.append(resampled(real_sub, n_fake, derive_seed(seed, "fake", n_fake)))
-        else:
-            parts.append(_fake_transitions(art, gan, n_fake, real_sub,
-                                           derive_seed(seed, "fake", n_fake)))
+        fake_seed = derive_seed(seed, "fake", n_fake)
+        parts.append(resampled(real_sub, n_fake, fake_seed) if mode == "resample"
+                     else _fake_transitions(art, gan, n_fake, real_sub, fake_seed))
         gan_s = time.time() - tg
 
     tr = time.time()
