@@ -107,7 +107,9 @@ class TransformConfig:
 
 @dataclass(frozen=True)
 class GanConfig:
-    variant: str = _f("wgan-gp", choices=("cgan-seed", "wgan-gp"))
+    variant: str = _f("wgan-gp", choices=("cgan-seed", "wgan-gp", "cvae", "diffusion"),
+                      doc="the generator's kind: the seed's cGAN, WGAN-GP, a conditional VAE, "
+                          "or an EDM diffusion model")
     latent_dim: int = _f(100, lo=1)
     steps: int = _f(5_000, lo=1)
     batch_size: int = _f(100, lo=1)
@@ -128,6 +130,25 @@ class GanConfig:
     checkpoint_every: int = _f(1_000, lo=1)
     critic_layer_norm: bool = _f(False, doc="wgan-gp: LayerNorm after each critic hidden layer")
     clip_to_range: bool = _f(True, doc="wgan-gp: clip generated features to the data's per-dim range")
+    beta: float = _f(1.0, lo=0.0, doc="cvae: weight of the KL term", only_if=("variant", "cvae"))
+    cvae_noise: bool = _f(True, doc="cvae: a sample adds the decoder's learned noise to its mean "
+                                    "(false: the mean alone)", only_if=("variant", "cvae"))
+    diffusion_width: int = _f(256, lo=8, doc="diffusion: the denoiser's width",
+                              only_if=("variant", "diffusion"))
+    diffusion_depth: int = _f(3, lo=1, doc="diffusion: residual blocks",
+                              only_if=("variant", "diffusion"))
+    diffusion_sample_steps: int = _f(32, lo=2, doc="diffusion: sampler steps",
+                                     only_if=("variant", "diffusion"))
+    diffusion_sigma_min: float = _f(0.002, lo=1e-6, only_if=("variant", "diffusion"))
+    diffusion_sigma_max: float = _f(80.0, lo=1e-3, only_if=("variant", "diffusion"))
+    diffusion_rho: float = _f(7.0, lo=1.0, only_if=("variant", "diffusion"))
+    diffusion_p_mean: float = _f(-1.2, only_if=("variant", "diffusion"))
+    diffusion_p_std: float = _f(1.2, lo=1e-3, only_if=("variant", "diffusion"))
+    diffusion_sigma_data: float = _f(1.0, lo=1e-3, only_if=("variant", "diffusion"))
+    diffusion_s_churn: float = _f(80.0, lo=0.0, doc="diffusion: the sampler's churn (0 = ODE)",
+                                  only_if=("variant", "diffusion"))
+    diffusion_s_tmin: float = _f(0.05, lo=0.0, only_if=("variant", "diffusion"))
+    diffusion_s_tmax: float = _f(50.0, lo=0.0, only_if=("variant", "diffusion"))
     g_ema: float = _f(0.999, lo=0.0, hi=0.99999,
                       doc="wgan-gp: sample from an exponential moving average of G's weights; the "
                           "decay is min(this, (1+t)/(10+t)) at step t, so short runs average over "

@@ -242,7 +242,9 @@ def run_trial(spec: dict, ctx: dict) -> dict:
             gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps,
                                        batch_size=min(e.constrained_gan_batch, n_real),
                                        g_hidden=e.constrained_gan_hidden,
-                                       d_hidden=e.constrained_gan_hidden)
+                                       d_hidden=e.constrained_gan_hidden,
+                                       diffusion_width=max(e.constrained_gan_hidden,
+                                                           default=art.cfg.gan.diffusion_width))
             gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
                           seed=derive_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)

@@ -43,11 +43,13 @@ def _extra_vars(model: keras.Model) -> list:
 
 def _parts(G, D, g_opt, d_opt, G_ema) -> tuple[list, list]:
     """What a checkpoint holds: (weights file, model) pairs and (HDF5 group, variables) pairs."""
-    models = [("generator.weights.h5", G), ("discriminator.weights.h5", D)]
+    models = [("generator.weights.h5", G)]
+    groups = [("g_opt", g_opt.variables), ("g_extra", _extra_vars(G))]
+    if D is not None:  # a diffusion model has no second net
+        models.append(("discriminator.weights.h5", D))
+        groups += [("d_opt", d_opt.variables), ("d_extra", _extra_vars(D))]
     if G_ema is not None:
         models.append(("generator_ema.weights.h5", G_ema))
-    groups = [("g_opt", g_opt.variables), ("d_opt", d_opt.variables),
-              ("g_extra", _extra_vars(G)), ("d_extra", _extra_vars(D))]
     return models, groups
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from ..config import GanConfig  # noqa: E402
 from .common import _SAMPLE_BATCH, FORMAT, FORMAT_VERSION, GanError, _atomic_write, _jsonable  # noqa: E402
-from .gan_models import build_discriminator, build_generator  # noqa: E402
+from . import kinds  # noqa: E402
 
 @dataclass
 class NormStats:
@@ -57,7 +57,7 @@ def _postprocess_fn(cfg: GanConfig, norm: NormStats):
     """The map from G's linear output to a sample (in normalised space). wgan-gp clips to the
     observed range: features have hard edges (ReLU zeros, stage 2's clip at +-400/+-150) that a
     linear output can only blur, and padding data should not leave the data's support anyway."""
-    if cfg.variant == "wgan-gp" and cfg.clip_to_range:
+    if kinds.clips(cfg):
         lo = tf.constant(norm.lo)
         hi = tf.constant(norm.hi)
         return lambda raw: tf.clip_by_value(raw, lo, hi)
@@ -81,12 +81,13 @@ class FittedGan:
 
     def __post_init__(self) -> None:
         post = _postprocess_fn(self.cfg, self.norm)
-        gen = self.generator
+        gen = kinds.generate_fn(self.cfg, self.generator, self.feat_dim)
+        self._noise_width = kinds.noise_width(self.cfg, self.feat_dim)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, self.cfg.latent_dim], tf.float32),
+        @tf.function(input_signature=[tf.TensorSpec([None, self._noise_width], tf.float32),
                                       tf.TensorSpec([None], tf.int32)], reduce_retracing=True)
         def _gen(z, lab):
-            return post(gen([z, lab], training=False))
+            return post(gen(z, lab))
 
         self._gen = _gen
 
@@ -119,7 +120,7 @@ class FittedGan:
         out = np.empty((n, self.feat_dim), np.float32)
         for i in range(0, n, batch_size):
             j = min(n, i + batch_size)
-            z = rng.standard_normal((j - i, self.cfg.latent_dim), dtype=np.float32)
+            z = rng.standard_normal((j - i, self._noise_width), dtype=np.float32)
             out[i:j] = self._gen(tf.constant(z), tf.constant(labels[i:j])).numpy()
         return self.norm.inverse(out), labels
 
@@ -158,12 +159,12 @@ class FittedGan:
         cfg = gan_config_from_dict(meta["cfg"])
         feat_dim, n_classes = int(meta["feat_dim"]), int(meta["n_classes"])
         norm = NormStats.from_json(meta["norm"])
-        gen = build_generator(cfg, feat_dim, n_classes)
+        gen, disc = kinds.build_nets(cfg, feat_dim, n_classes)
         gen.load_weights(str(d / "generator.weights.h5"))
-        disc = None
-        if (d / "discriminator.weights.h5").exists():
-            disc = build_discriminator(cfg, feat_dim, n_classes)
+        if disc is not None and (d / "discriminator.weights.h5").exists():
             disc.load_weights(str(d / "discriminator.weights.h5"))
+        else:
+            disc = None
         return FittedGan(gen, disc, cfg, feat_dim, n_classes,
                          np.asarray(meta["class_probs"], np.float64), norm,
                          meta.get("history", []), int(meta.get("restarts", 0)), meta.get("info", {}))

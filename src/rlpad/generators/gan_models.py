@@ -11,6 +11,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ..config import GanConfig  # noqa: E402
+from .common import GanError  # noqa: E402
 
 class _Seeds:
     """Distinct int seeds for each layer, derived from one seed (Keras initialisers with an int
@@ -96,7 +97,6 @@ def _make_cgan_step(cfg: GanConfig, G: keras.Model, D: keras.Model, g_opt, d_opt
     """One seed-style iteration: D on real (target 1), D on fake (target 0), G through D."""
     bce = keras.losses.BinaryCrossentropy()
 
-    @tf.function
     def step(xr, lab, z, z2, lab2):
         # The seed made D's fakes with generator.predict: BatchNorm in inference mode.
         fake = G([z, lab], training=False)
@@ -149,7 +149,6 @@ def _make_wgan_step(cfg: GanConfig, G: keras.Model, D: keras.Model, g_opt, d_opt
                      + tf.reduce_mean(tf.cast(c_fake[:, 0] <= med, tf.float32)))
         return loss, w, gp, acc
 
-    @tf.function
     def step(xr, lab, z, eps, z2, lab2):
         # xr: (n_critic, B, F) etc.; a Python loop: n_critic is small and static
         tot = tf.zeros([4])

@@ -157,16 +157,55 @@ def c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0, *,
 
 
 # ---------------------------------------------------------------------------------------------
+# memorisation
+# ---------------------------------------------------------------------------------------------
+def nearest_distances(query: np.ndarray, ref: np.ndarray, block: int = 2048) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest row of ref (brute force, blocked)."""
+    q = np.asarray(query, np.float64)
+    r = np.asarray(ref, np.float64)
+    r2 = np.einsum("ij,ij->i", r, r)
+    out = np.empty(len(q))
+    for i in range(0, len(q), block):
+        qb = q[i:i + block]
+        d2 = np.einsum("ij,ij->i", qb, qb)[:, None] + r2[None, :] - 2.0 * qb @ r.T
+        out[i:i + block] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
+def memorisation(train_x: np.ndarray, holdout_x: np.ndarray, fake_x: np.ndarray,
+                 max_rows: int = 2000, seed: int = 0) -> dict:
+    """Does the generator copy its training rows? The median distance from a generated row to
+    its nearest training row, over the same for held-out real rows (features standardised by
+    the training rows). About 1: generated rows sit as far from the training set as new real
+    rows do; near 0: copies (which a C2ST cannot see: copies of real rows look real)."""
+    rng = np.random.default_rng(seed)
+    tr = np.asarray(train_x, np.float64)
+    mu, sd = tr.mean(0), tr.std(0)
+    sd = np.where(sd > 1e-8, sd, 1.0)
+
+    def pick(a):
+        a = (np.asarray(a, np.float64) - mu) / sd
+        return a[rng.choice(len(a), min(max_rows, len(a)), replace=False)]
+    d_fake = nearest_distances(pick(fake_x), (tr - mu) / sd)
+    d_real = nearest_distances(pick(holdout_x), (tr - mu) / sd)
+    med_real = float(np.median(d_real))
+    return {"memorisation_ratio": float(np.median(d_fake)) / med_real if med_real > 0 else None,
+            "nn_fake_median": float(np.median(d_fake)), "nn_holdout_median": med_real,
+            "copies_fraction": float(np.mean(d_fake < 1e-6))}
+
+
+# ---------------------------------------------------------------------------------------------
 # the report
 # ---------------------------------------------------------------------------------------------
 def quality_report(real_holdout_x: np.ndarray, real_holdout_labels: np.ndarray,
                    fake_x: np.ndarray, fake_labels: np.ndarray, n_classes: int,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, train_x: np.ndarray | None = None) -> dict:
     """Overall and per-class quality of fake samples against a held-out real set.
 
     fd_real_real: FD between two random halves of the hold-out (the noise floor at that sample
     size); fd_real_fake: FD between the first half and as many fake rows. c2st_accuracy: see
     ``c2st`` (label-aware, class-balanced); 0.5 = indistinguishable, 1.0 = trivially separable.
+    With the generator's training rows, also ``memorisation``.
     """
     rng = np.random.default_rng(seed)
     rx = np.asarray(real_holdout_x, np.float64)
@@ -205,6 +244,7 @@ def quality_report(real_holdout_x: np.ndarray, real_holdout_labels: np.ndarray,
         "fd_real_fake": fd_rf, "fd_real_real": fd_rr,
         "fd_ratio": (fd_rf / fd_rr) if fd_rf is not None and fd_rr else None,
         "c2st_accuracy": c["accuracy"], "c2st_n_per_side": c["n_per_side"],
+        **(memorisation(train_x, rx, fx, seed=seed) if train_x is not None else {}),
         "per_class": per_class,
     }
 
@@ -213,34 +253,41 @@ def quality_report(real_holdout_x: np.ndarray, real_holdout_labels: np.ndarray,
 # plots (Figure + Agg canvas: no pyplot global state, safe in workers)
 # ---------------------------------------------------------------------------------------------
 def plot_training(history: list[dict], path: str | os.PathLike) -> None:
-    """D/G loss and D accuracy against step; restarts as vertical lines."""
+    """Training metrics against step (whichever the kind logs); restarts as vertical lines.
+    Left: losses; right: the discriminator's accuracy (GANs) or the log-scale loss (others)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax1, ax2 = fig.subplots(1, 2)
-    recs = [h for h in history if "d_loss" in h]
-    offset, x, last_attempt = 0, [], None
+    recs = [h for h in history if "restart" not in h]
+    keys = [k for k in (recs[0] if recs else {}) if k not in ("step", "attempt", "d_acc")]
+    offset, x = 0, []
     for h in history:  # a continuous x axis across attempts
         if "restart" in h:
             offset += h["step"]
             ax1.axvline(offset, color="red", ls=":", lw=1)
             ax2.axvline(offset, color="red", ls=":", lw=1)
-        elif "d_loss" in h:
+        else:
             x.append(offset + h["step"])
-    for key, lab in (("d_loss", "D loss"), ("g_loss", "G loss"), ("w_dist", "W estimate")):
+    for key in keys:
         ys = [h.get(key) for h in recs]
         if any(v is not None for v in ys):
-            ax1.plot(x, [np.nan if v is None else v for v in ys], label=lab, lw=1)
+            ax1.plot(x, [np.nan if v is None else v for v in ys], label=key, lw=1)
     ax1.set_xlabel("step (all attempts)")
     ax1.set_title("losses")
     ax1.legend(fontsize=8)
-    ax2.plot(x, [np.nan if h.get("d_acc") is None else h["d_acc"] for h in recs], lw=1)
-    ax2.axhline(0.5, color="gray", lw=0.5)
-    ax2.set_ylim(-0.02, 1.02)
+    if recs and "d_acc" in recs[0]:
+        ax2.plot(x, [np.nan if h.get("d_acc") is None else h["d_acc"] for h in recs], lw=1)
+        ax2.axhline(0.5, color="gray", lw=0.5)
+        ax2.set_ylim(-0.02, 1.02)
+        ax2.set_title("discriminator accuracy")
+    elif recs and "loss" in recs[0]:
+        ax2.plot(x, [h["loss"] for h in recs], lw=1)
+        ax2.set_yscale("symlog")
+        ax2.set_title("loss (symlog)")
     ax2.set_xlabel("step (all attempts)")
-    ax2.set_title("discriminator accuracy")
     fig.tight_layout()
     fig.savefig(os.fspath(path))
 

@@ -12,21 +12,21 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from ..config import GanConfig  # noqa: E402
 from .checkpoint import CKPT_MARKER, find_checkpoint, restore_checkpoint, save_checkpoint  # noqa: E402
 from .common import CheckpointFn, GanError, ProgressFn  # noqa: E402
-from .fitted import FittedGan, NormStats, _postprocess_fn  # noqa: E402
-from .gan_models import (_make_cgan_step, _make_optimizer, _make_wgan_step,  # noqa: E402
-                         build_discriminator, build_generator)
+from .fitted import FittedGan, NormStats  # noqa: E402
+from . import kinds  # noqa: E402
+from .trainer import get_trainer  # noqa: E402
 
 def _derived_seed(seed: int, attempt: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(attempt), 0x9A4]).generate_state(1)[0] % (2**31 - 1))
 
 
 
-_METRICS = ("d_loss", "g_loss", "d_acc", "w_dist", "gp")
+_METRICS = ("m0", "m1", "m2", "m3", "m4")  # a step's metrics row; names per kind in kinds.METRICS
 
 
 @dataclass
@@ -44,7 +44,6 @@ class _TrainState:
     win_n: int = 0
     history: list = field(default_factory=list)
     restart_log: list = field(default_factory=list)
-    rng_state: dict | None = None
     gave_up: bool = False    # max_restarts used up; training went on without further restarts
 
 
@@ -61,7 +60,9 @@ def _fingerprint(cfg: GanConfig, seed: int, digest: str, n_classes: int) -> str:
     d = dataclasses.asdict(cfg)
     for k in ("steps", "checkpoint_every", "log_every"):  # a resume may extend the budget / change cadence
         d.pop(k)
-    blob = json.dumps({"cfg": d, "seed": seed, "data": digest, "k": n_classes}, sort_keys=True)
+    # rng: how the loop draws its randomness (a checkpoint of another scheme cannot resume)
+    blob = json.dumps({"cfg": d, "seed": seed, "data": digest, "k": n_classes,
+                       "rng": "stateless-chunks-1"}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -86,10 +87,9 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
         raise GanError(f"fit_gan: labels must lie in [0, {n_classes})")
     labels = labels.astype(np.int32)
     n, feat_dim = x.shape
-    norm = NormStats.fit(x, standardise=cfg.variant == "wgan-gp")
+    norm = NormStats.fit(x, standardise=kinds.standardises(cfg))
     xs = norm.forward(x)
     class_probs = np.bincount(labels, minlength=n_classes).astype(np.float64) / n
-    post = _postprocess_fn(cfg, norm)
     bs = int(cfg.batch_size)
     fp = _fingerprint(cfg, seed, _data_digest(x, labels), n_classes)
 
@@ -104,70 +104,51 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
         st = _TrainState(**marker["state"])
         resumed_from = {"attempt": st.attempt, "step": st.step, "total_steps": st.total_steps}
 
-    keras.utils.set_random_seed(_derived_seed(seed, st.attempt))
+    trainer = get_trainer(cfg, feat_dim, n_classes)
+    xs_t, lab_t = tf.constant(xs), tf.constant(labels)
+    G, D, G_ema = trainer.G, trainer.D, trainer.G_ema
     while True:  # one pass per attempt (restart = new attempt with a new derived seed)
         aseed = _derived_seed(seed, st.attempt)
-        G = build_generator(cfg, feat_dim, n_classes, seed=aseed)
-        D = build_discriminator(cfg, feat_dim, n_classes, seed=aseed)
-        g_opt, d_opt = _make_optimizer(cfg, "g_adam"), _make_optimizer(cfg, "d_adam")
-        g_opt.build(G.trainable_variables)
-        d_opt.build(D.trainable_variables)
-        # Same seed -> same initial weights as G; the averaged copy is the one we sample from
-        G_ema = (build_generator(cfg, feat_dim, n_classes, seed=aseed)
-                 if cfg.variant == "wgan-gp" and cfg.g_ema > 0 else None)
-        rng = np.random.default_rng(aseed)
+        trainer.reset(aseed, norm.lo, norm.hi)
         if resume_dir is not None:
-            restore_checkpoint(resume_dir, G, D, g_opt, d_opt, G_ema)
-            rng.bit_generator.state = st.rng_state
+            restore_checkpoint(resume_dir, G, D, trainer.g_opt, trainer.d_opt, G_ema)
             resume_dir = None
-        if cfg.variant == "cgan-seed":
-            step_fn = _make_cgan_step(cfg, G, D, g_opt, d_opt)
-        else:
-            step_fn = _make_wgan_step(cfg, G, D, g_opt, d_opt, post, G_ema)
 
         restarted = False
         t_log, s_log = time.perf_counter(), st.step
-        while st.step < cfg.steps:
-            if cfg.variant == "cgan-seed":
-                idx = rng.integers(0, n, bs)
-                z = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
-                z2 = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
-                lab2 = rng.integers(0, n_classes, bs).astype(np.int32)  # the seed: uniform labels
-                m = step_fn(xs[idx], labels[idx], z, z2, lab2).numpy()
-            else:
-                k = cfg.n_critic
-                idx = rng.integers(0, n, (k, bs))
-                z = rng.standard_normal((k, bs, cfg.latent_dim), dtype=np.float32)
-                eps = rng.random((k, bs, 1), dtype=np.float32)
-                z2 = rng.standard_normal((bs, cfg.latent_dim), dtype=np.float32)
-                lab2 = labels[rng.integers(0, n, bs)]  # data's class frequencies
-                m = step_fn(xs[idx], labels[idx], z, eps, z2, lab2).numpy()
-            st.step += 1
-            st.total_steps += 1
-            st.win_sum = [a + float(b) for a, b in zip(st.win_sum, m)]
-            st.win_n += 1
-
-            failure = _failure(cfg, st, m)
-            if failure:
-                if st.restarts < cfg.max_restarts:
-                    st.restart_log.append({"attempt": st.attempt, "step": st.step, "reason": failure})
-                    st.history.append({"step": st.step, "attempt": st.attempt, "restart": failure})
-                    st.restarts += 1
-                    st.attempt += 1
-                    st.step = st.low = st.high = st.half = st.win_n = 0
-                    st.win_sum = [0.0] * len(_METRICS)
-                    restarted = True
-                    break
-                if not np.all(np.isfinite(m)):
-                    raise GanError(f"GAN training diverged (non-finite loss at step {st.step}) "
-                                   f"and max_restarts={cfg.max_restarts} is used up")
-                st.gave_up = True
-
+        while st.step < cfg.steps and not restarted:
+            # a chunk ends where the loop logs or checkpoints (or at the end)
+            stop = min(cfg.steps, _next_multiple(st.step, cfg.log_every),
+                       _next_multiple(st.step, cfg.checkpoint_every))
+            rows = trainer.chunk(xs_t, lab_t, np.int64(aseed), np.int64(st.step),
+                                 np.int32(stop - st.step)).numpy()
+            for m in rows:
+                st.step += 1
+                st.total_steps += 1
+                st.win_sum = [a + float(b) for a, b in zip(st.win_sum, m)]
+                st.win_n += 1
+                failure = _failure(cfg, st, m)
+                if failure:
+                    if st.restarts < cfg.max_restarts:
+                        st.restart_log.append({"attempt": st.attempt, "step": st.step,
+                                               "reason": failure})
+                        st.history.append({"step": st.step, "attempt": st.attempt,
+                                           "restart": failure})
+                        st.restarts += 1
+                        st.attempt += 1
+                        st.step = st.low = st.high = st.half = st.win_n = 0
+                        st.win_sum = [0.0] * len(_METRICS)
+                        restarted = True
+                        break
+                    if not np.all(np.isfinite(m)):
+                        raise GanError(f"GAN training diverged (non-finite loss at step {st.step}) "
+                                       f"and max_restarts={cfg.max_restarts} is used up")
+                    st.gave_up = True
+            if restarted:
+                break
             if st.step % cfg.log_every == 0 or st.step == cfg.steps:
                 rec = {"step": st.step, "attempt": st.attempt}
-                rec.update({k: v / st.win_n for k, v in zip(_METRICS, st.win_sum)})
-                if cfg.variant == "cgan-seed":
-                    rec.pop("w_dist"), rec.pop("gp")
+                rec.update({k: v / st.win_n for k, v in zip(kinds.METRICS[cfg.variant], st.win_sum)})
                 st.history.append(rec)
                 st.win_sum, st.win_n = [0.0] * len(_METRICS), 0
                 if progress is not None:
@@ -178,8 +159,8 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
                     progress(st.step, cfg.steps, info)
             # also at the end, so a later call with more steps continues from here
             if state_dir is not None and (st.step % cfg.checkpoint_every == 0 or st.step == cfg.steps):
-                st.rng_state = rng.bit_generator.state
-                path = save_checkpoint(Path(state_dir), st, fp, G, D, g_opt, d_opt, G_ema)
+                path = save_checkpoint(Path(state_dir), st, fp, G, D, trainer.g_opt,
+                                       trainer.d_opt, G_ema)
                 if on_checkpoint is not None:
                     on_checkpoint(str(path), st.total_steps)  # monotonic across restarts
         if not restarted:
@@ -189,8 +170,17 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
             "attempts": st.attempt + 1, "restart_log": st.restart_log, "gave_up": st.gave_up,
             "n_train": int(n), "ema": G_ema is not None, "resumed_from": resumed_from,
             "wall_s": round(time.perf_counter() - t0, 3)}
-    return FittedGan(G if G_ema is None else G_ema, D, cfg, feat_dim, n_classes, class_probs, norm,
+    # the trainer's nets are reused by the next fit: the fitted generator gets its own copies
+    g_copy, d_copy = kinds.build_nets(cfg, feat_dim, n_classes)
+    g_copy.set_weights((G if G_ema is None else G_ema).get_weights())
+    if d_copy is not None:
+        d_copy.set_weights(D.get_weights())
+    return FittedGan(g_copy, d_copy, cfg, feat_dim, n_classes, class_probs, norm,
                      st.history, st.restarts, info)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
 
 
 def _failure(cfg: GanConfig, st: _TrainState, m: np.ndarray) -> str | None:

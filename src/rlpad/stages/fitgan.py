@@ -47,7 +47,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         prog.close()
         fake_x, fake_l = fitted.sample(len(hold), labels=emb.labels[hold], seed=cfg.seed + 7)
         report = quality_report(emb.features[hold], emb.labels[hold], fake_x, fake_l, n_classes,
-                                seed=cfg.seed)
+                                seed=cfg.seed, train_x=emb.features[train])
         out = os.path.join(work, "out")
         names = fitted.save(out)
         plot_training(fitted.history, os.path.join(out, "training.png"))
@@ -62,6 +62,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
             "fd_real_fake": report["fd_real_fake"],
             "fd_real_real": report["fd_real_real"],
             "fd_ratio": report["fd_ratio"],
+            "memorisation_ratio": report["memorisation_ratio"],
             "restarts": int(fitted.restarts),
             "n_train": int(len(train)), "n_holdout": int(len(hold)),
             "per_class": report["per_class"],
@@ -74,5 +75,6 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
     store.clear_checkpoints(run_id, stage)
     log(f"[{stage}] {cfg.gan.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
         f"Fréchet distance real-fake {report['fd_real_fake']:.3g} vs real-real {report['fd_real_real']:.3g}; "
+        f"memorisation ratio {report['memorisation_ratio'] or float('nan'):.2f} (1 = as far from the training rows as new real rows); "
         f"{fitted.restarts} restarts; outputs at {store.url(run_id, stage)}")
     return metrics
