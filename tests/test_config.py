@@ -272,6 +272,25 @@ def test_mlp_needs_a_cut_layer():
 def test_unknown_eval_mode():
     with pytest.raises(ConfigError, match="eval.modes"):
         load_config("quick", ["eval.modes=['none', 'magic']"])
+    with pytest.raises(ConfigError, match="unknown generator kind 'vae'"):
+        load_config("quick", ["eval.modes=['none', 'simple:vae']"])
+    with pytest.raises(ConfigError, match="none:cvae"):
+        load_config("quick", ["eval.modes=['none:cvae']"])
+
+
+def test_modes_name_their_generator_kind():
+    from rlpad.modes import gan_stage, kind_config, parse_mode, stage3_kinds
+
+    assert parse_mode("simple", "wgan-gp") == ("simple", "wgan-gp")
+    assert parse_mode("constrained:cvae", "wgan-gp") == ("constrained", "cvae")
+    assert parse_mode("constrained:resample", "wgan-gp") == parse_mode("resample", "x") == ("resample", None)
+    assert stage3_kinds(["none", "simple", "simple:diffusion", "constrained:cvae"], "wgan-gp") == \
+        ["wgan-gp", "diffusion"]
+    assert gan_stage("wgan-gp", "wgan-gp") == "3-fit-gan" and gan_stage("cvae", "wgan-gp") == "3-fit-gan-cvae"
+    base = load_config("quick").gan
+    assert kind_config(base, "wgan-gp") is base
+    cv = kind_config(base, "cvae")
+    assert cv.variant == "cvae" and cv.steps == base.steps and cv.beta == 2.0
 
 
 def test_negative_eval_counts():

@@ -156,6 +156,8 @@ def test_constrained_gan_sees_only_the_trials_rows(trial_ctx, quick_run):
     c = run_trial(specs["constrained-r200-f500-000"], ctx)
     assert c["gan_n_train"] == c["n_real"] == 200
     assert c["gan_restarts"] == 0
+    # rep 0 is judged against the agent's other real rows: a 30-step generator is told apart
+    assert 0.5 <= c["pad_c2st"] <= 1.0 and c["pad_memorisation"] > 0
     s = run_trial(specs["simple-r200-f500-000"], ctx)
     assert s["gan_n_train"] == stage3_train > 200  # the shared generator saw far more
     n = run_trial(specs["none-r200-f0-000"], ctx)
@@ -187,7 +189,39 @@ def test_resample_pads_with_copies_of_the_trials_own_rows(trial_ctx, quick_run):
         load_config("quick", [*EVAL_SETS, 'eval.modes=["none", "resample"]']), n_all)}
     r = run_trial(specs["resample-r200-f500-000"], _ctx(store, run))
     assert r["n_real"] == 200 and r["n_fake"] == 500 and "gan_n_train" not in r
+    assert r["pad_memorisation"] == 0.0  # copies: the memorisation check sees them
     assert r["seed"] == specs["none-r200-f0-000"]["seed"]
+
+
+def test_generator_kinds_head_to_head(quick_run, tmp_path):
+    """Modes name their generator kind: stage 3 fits each `simple:<kind>` in its own folder
+    (the profile's variant stays at 3-fit-gan, untouched), and trials of every kind share the
+    paired real sample; a constrained kind fits that kind on the trial's own rows."""
+    from conftest import QUICK_GAN
+    from rlpad.trials import run_trial
+
+    store, run = quick_run
+    dst = _copy_run(store, run, tmp_path)
+    modes = 'eval.modes=["none", "simple:cvae", "constrained:diffusion", "constrained:resample"]'
+    before = Store(str(dst)).manifest(run, "3-fit-gan")
+    out = rlpad("fit-gan", "--store", str(dst), "--run", run, *QUICK_GAN, "--set", modes)
+    assert "3-fit-gan-cvae" in out.stdout + out.stderr
+    cvae = Store(str(dst)).manifest(run, "3-fit-gan-cvae")
+    assert cvae["metrics"]["variant"] == "cvae" and cvae["config"]["gan"]["variant"] == "cvae"
+    assert Store(str(dst)).manifest(run, "3-fit-gan") == before  # already done: kept as it was
+
+    cfg = load_config("quick", [*EVAL_SETS, modes])
+    n_all = Store(str(dst)).manifest(run, "2-transform")["metrics"]["n_transitions"]
+    specs = {s["trial_id"]: s for s in grid_specs(cfg, n_all)}
+    assert {s["mode"] for s in specs.values()} == {"none", "simple:cvae", "constrained:diffusion",
+                                                   "constrained:resample"}
+    ctx = _ctx(str(dst), run, (modes,))
+    assert "3-fit-gan-cvae" in ctx["upstream"] and "3-fit-gan" not in ctx["upstream"]
+    sc = run_trial(specs["simple-cvae-r200-f500-000"], ctx)
+    cd = run_trial(specs["constrained-diffusion-r200-f500-000"], ctx)
+    assert sc["gan_n_train"] == cvae["metrics"]["n_train"] and cd["gan_n_train"] == 200
+    assert sc["seed"] == cd["seed"] == specs["none-r200-f0-000"]["seed"]
+    assert all(s > 0 for s in sc["scores"] + cd["scores"])
 
 
 # ---- the stage through the CLI: kill, resume, outputs ------------------------------------------

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 
 from .config import Config, config_from_dict
+from .modes import gan_stage, simple_kinds
 from .store import StageReader, Store
 
 GAN_FILES = ("generator.weights.h5", "discriminator.weights.h5", "gan.json")
@@ -87,11 +88,12 @@ def load_embeddings(store: Store, run: str, agent: Agent | None = None):
     return Embedded.load(reader.local_path("embeddings.h5"))
 
 
-def load_fitted_gan(store: Store, run: str, agent: Agent | None = None):
-    """Stage 3's generator, from checksummed files only."""
+def load_fitted_gan(store: Store, run: str, agent: Agent | None = None,
+                    stage: str = "3-fit-gan"):
+    """Stage 3's generator (`stage`: its folder, one per kind), from checksummed files only."""
     from .generators import FittedGan
 
-    reader = store.require(run, (agent.prefix if agent else "") + "3-fit-gan")
+    reader = store.require(run, (agent.prefix if agent else "") + stage)
     with tempfile.TemporaryDirectory(prefix="rlpad-gan-") as d:
         for name in GAN_FILES:
             if name in reader.manifest["files"]:
@@ -116,8 +118,8 @@ class TrialContext:
     def _needs(cfg: Config) -> dict[str, tuple[str, ...]]:
         """Upstream stages stage 4 reads, and the files its workers load from each."""
         needs = {"1-fit": ("qnet.weights.h5",), "2-transform": ("embeddings.h5",)}
-        if "simple" in cfg.eval.modes:
-            needs["3-fit-gan"] = GAN_FILES
+        for kind in simple_kinds(cfg.eval.modes, cfg.gan.variant):
+            needs[gan_stage(kind, cfg.gan.variant)] = GAN_FILES
         return needs
 
     @classmethod

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .modes import parse_mode
+
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"  # package data: works installed too
 
 
@@ -160,11 +162,13 @@ class EvalConfig:
     n_real: list[int] = _f([500, 0], doc="real transitions per trial; 0 = all real data")
     n_fake: list[int] = _f([0, 5_000])
     modes: list[str] = _f(["none", "simple", "constrained"],
-                          doc="none: real rows only (the control); simple: padded by stage 3's "
-                              "generator (fit on all the agent's data); constrained: by a "
-                              "generator fit on the trial's own rows; resample: by copies of "
-                              "the trial's own rows drawn with replacement (constrained's "
-                              "control: what padding adds with no generator at all)")
+                          doc="none: real rows only (the control); simple[:kind]: padded by "
+                              "stage 3's generator (fit on all the agent's data); "
+                              "constrained[:kind]: by a generator fit on the trial's own rows; "
+                              "resample (= constrained:resample): by copies of the trial's own "
+                              "rows drawn with replacement (constrained's control: what padding "
+                              "adds with no generator at all). kind: cgan-seed, wgan-gp, cvae, "
+                              "diffusion (default gan.variant)")
     repetitions: int = _f(3, lo=1)
     refit_method: str = _f("dqn", choices=("dqn", "lspi", "fqi", "iql", "seed", "bc"),
                            doc="dqn: offline DQN by SGD (the refit_* settings below); lspi: "
@@ -198,6 +202,10 @@ class EvalConfig:
     constrained_gan_steps: int = _f(1_000, lo=1)
     constrained_gan_hidden: list[int] = _f([128, 128], doc="G and D widths of a per-trial GAN")
     constrained_gan_batch: int = _f(100, lo=1)
+    quality_reps: int = _f(1, lo=0, doc="repetitions (the first ones) whose constrained and "
+                                        "resample padding is judged against the agent's other "
+                                        "real rows (C2ST, Fréchet / floor, memorisation; in "
+                                        "trials.csv); 0 = none")
     episodes: int = _f(10, lo=1, doc="evaluation episodes per trial")
     n_envs: int = _f(10, lo=1, doc="vectorised envs for play")
 
@@ -295,9 +303,10 @@ def _build(cls, data: dict, prefix: str, source: str):
 
 def _cross_check(cfg: Config, source: str) -> None:
     for m in cfg.eval.modes:
-        if m not in ("none", "simple", "constrained", "resample"):
-            raise ConfigError(f"{source}: key 'eval.modes' has unknown mode {m!r} "
-                              "(choose from none, simple, constrained, resample)")
+        try:
+            parse_mode(m, cfg.gan.variant)
+        except ValueError as e:
+            raise ConfigError(f"{source}: key 'eval.modes': {e}") from None
     if any(n < 0 for n in cfg.eval.n_real + cfg.eval.n_fake):
         raise ConfigError(f"{source}: keys 'eval.n_real'/'eval.n_fake' must be >= 0")
     if cfg.env.kind == "atari" and cfg.qnet.arch != "nature-cnn":

@@ -96,7 +96,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 
 def _mode_key(mode: str) -> tuple[int, str]:
-    return MODE_ORDER.get(mode, len(MODE_ORDER)), mode
+    return MODE_ORDER.get(mode.partition(":")[0], len(MODE_ORDER)), mode
 
 
 def _cell_key(cell: tuple[str, int, int]) -> tuple:

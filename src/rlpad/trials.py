@@ -15,10 +15,10 @@ import numpy as np
 
 from .artifacts import FitOutputs, TrialContext, load_embeddings, load_fitted_gan
 from .config import Config, config_from_dict
+from .modes import gan_stage, kind_config, parse_mode, simple_kinds
 from .seeding import derive_seed
 
 TRIAL_FN = "rlpad.trials:run_trial"
-MODES = ("none", "simple", "constrained", "resample")
 
 
 def grid_specs(cfg: Config, n_available: int, agent: int | None = None,
@@ -46,13 +46,13 @@ def grid_specs(cfg: Config, n_available: int, agent: int | None = None,
             for n_fake in fakes:
                 for rep in range(e.repetitions):
                     specs.append({
-                        "trial_id": f"{tag}{mode}-r{n_real}-f{n_fake}-{rep:03d}",
+                        "trial_id": f"{tag}{mode.replace(':', '-')}-r{n_real}-f{n_fake}-{rep:03d}",
                         "agent": seed0, "mode": mode, "n_real": n_real,
                         "n_real_cfg": 0 if n_real == n_available else n_cfg,
                         "n_fake": n_fake, "rep": rep, "all_real": n_real == n_available,
                         "seed": derive_seed(seed0, n_real, rep),  # shared across modes: paired design
                         # relative run time, for scheduling: a constrained trial fits a GAN
-                        "cost": (20.0 if mode == "constrained" and n_fake else 1.0)
+                        "cost": (20.0 if mode.startswith("constrained") and n_fake else 1.0)
                                 + n_real / 10_000,
                     })
     return specs
@@ -104,7 +104,7 @@ class TrialArtifacts:
     spec: "object"  # envs.EnvSpec
     encoder: "object"  # keras.Model, frozen
     head: "object"  # keras.Model: the stage-1 agent's own head
-    gan: "object | None"  # gan.FittedGan from stage 3
+    gans: dict  # generator kind -> FittedGan from stage 3 (the kinds the `simple` modes use)
 
 
 def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
@@ -131,9 +131,11 @@ def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
                        emb.terminals.astype(np.float32))
     spec = fit.spec()
     cut = split_at_cut(fit.qnet(), fit.cfg.qnet, spec.obs_shape)
-    gan = load_fitted_gan(store, ctx.run, agent) if "simple" in cfg.eval.modes else None
+    primary = cfg.gan.variant
+    gans = {k: load_fitted_gan(store, ctx.run, agent, gan_stage(k, primary))
+            for k in simple_kinds(cfg.eval.modes, primary)}
     return TrialArtifacts(cfg, fit.cfg, real, x, emb.labels, emb.class_table, d,
-                          fit.cfg.dqn.gamma, spec, cut.encoder, cut.head, gan)
+                          fit.cfg.dqn.gamma, spec, cut.encoder, cut.head, gans)
 
 
 def _artifacts(ctx_dict: dict, agent_seed: int) -> TrialArtifacts:
@@ -159,6 +161,31 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
             mag[sign == s] = float(np.abs(real_sub.reward[m]).mean())
     return Transitions(t["e_s"], t["action"], sign * mag, t["e_next"],
                        t["terminal"].astype(np.float32))
+
+
+QUALITY_ROWS = 2_000  # per side: enough for the judge, a few seconds per trial
+
+
+def padding_quality(art: TrialArtifacts, idx: np.ndarray, gan, seed: int) -> dict:
+    """How real a trial's padding looks, judged against the agent's real rows outside the
+    trial's sample (which the trial never uses): C2ST, Fréchet over its real-vs-real floor, and
+    memorisation against the trial's own rows. gan None: the padding is resampled rows."""
+    from .generators.quality import quality_report
+
+    rng = np.random.default_rng(seed)
+    rest = np.setdiff1d(np.arange(len(art.labels)), idx)
+    held = np.sort(rng.choice(rest, min(QUALITY_ROWS, len(rest)), replace=False))
+    if len(held) < 50:
+        return {}
+    if gan is None:
+        pick = idx[rng.integers(0, len(idx), len(held))]
+        fx, fl = art.features[pick], art.labels[pick]
+    else:
+        fx, fl = gan.sample(len(held), labels=art.labels[held], seed=seed)
+    r = quality_report(art.features[held], art.labels[held], fx, fl, len(art.class_table),
+                       seed=seed, train_x=art.features[idx])
+    return {"pad_c2st": r["c2st_accuracy"], "pad_fd_ratio": r["fd_ratio"],
+            "pad_memorisation": r["memorisation_ratio"]}
 
 
 def resampled(real_sub, n: int, seed: int):
@@ -217,8 +244,7 @@ def run_trial(spec: dict, ctx: dict) -> dict:
     art = _artifacts(ctx, agent)
     e = art.cfg.eval
     mode, n_fake, seed = spec["mode"], int(spec["n_fake"]), int(spec["seed"])
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}")
+    access, kind = parse_mode(mode, art.cfg.gan.variant)
     rng = np.random.default_rng(seed)
     n_real = min(int(spec["n_real"]) or len(art.real), len(art.real))
     idx = np.sort(rng.choice(len(art.real), size=n_real, replace=False))
@@ -226,20 +252,21 @@ def run_trial(spec: dict, ctx: dict) -> dict:
 
     gan_s, gan_info = 0.0, {}
     parts = [real_sub]
-    if mode != "none" and n_fake > 0:
+    if access != "none" and n_fake > 0:
         tg = time.time()
-        if mode == "simple":
-            if art.gan is None:
-                raise RuntimeError("mode 'simple' needs stage 3's GAN: run `bash 3-fit-gan.sh`")
-            gan = art.gan
+        if access == "simple":
+            if kind not in art.gans:
+                raise RuntimeError(f"mode {mode!r} needs stage 3's {kind} generator: run "
+                                   "`bash 3-fit-gan.sh`")
+            gan = art.gans[kind]
             # the stage-3 generator's training-set size (all of stage 3's train split)
             gan_info = {"gan_n_train": int(gan.info.get("n_train", -1))}
-        elif mode == "resample":  # copies of the trial's own rows: constrained's control
-            pass
+        elif access == "resample":  # copies of the trial's own rows: constrained's control
+            gan = None
         else:  # constrained: a generator that has seen this trial's real sample only
             from .generators import fit_gan
 
-            gcfg = dataclasses.replace(art.cfg.gan, steps=e.constrained_gan_steps,
+            gcfg = dataclasses.replace(kind_config(art.cfg.gan, kind), steps=e.constrained_gan_steps,
                                        batch_size=min(e.constrained_gan_batch, n_real),
                                        g_hidden=e.constrained_gan_hidden,
                                        d_hidden=e.constrained_gan_hidden,
@@ -250,8 +277,10 @@ def run_trial(spec: dict, ctx: dict) -> dict:
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
             gan_info = {"gan_restarts": int(gan.restarts), "gan_n_train": int(gan.info["n_train"])}
         fake_seed = derive_seed(seed, "fake", n_fake)
-        parts.append(resampled(real_sub, n_fake, fake_seed) if mode == "resample"
+        parts.append(resampled(real_sub, n_fake, fake_seed) if access == "resample"
                      else _fake_transitions(art, gan, n_fake, real_sub, fake_seed))
+        if access in ("constrained", "resample") and int(spec["rep"]) < e.quality_reps:
+            gan_info.update(padding_quality(art, idx, gan, derive_seed(seed, "quality")))
         gan_s = time.time() - tg
 
     tr = time.time()

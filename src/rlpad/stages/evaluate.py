@@ -47,10 +47,27 @@ def episode_rows(results: list[dict]) -> list[dict]:
 
 def trial_rows(results: list[dict]) -> list[dict]:
     keys = ("trial_id", "agent", "mode", "n_real", "n_real_cfg", "n_fake", "rep", "seed",
-            "q_mean", "refit_converged", "gan_s", "refit_s", "play_s", "wall_s")
+            "q_mean", "refit_converged", "gan_s", "refit_s", "play_s", "wall_s",
+            "pad_c2st", "pad_fd_ratio", "pad_memorisation")
     return [{**{k: r.get(k) for k in keys}, "mean_score": sum(r["scores"]) / len(r["scores"]),
              "final_td_loss": r["td_loss"][-1] if r["td_loss"] else None}
             for r in results if r["mode"] != "reference"]
+
+
+def padding_quality_lines(trials: list[dict], single: bool) -> list[str]:
+    """Median quality of the judged trials' padding per (mode, n_real): 0.5 = C2ST can't tell,
+    memorisation ~1 = no closer to the trial's rows than new real rows (0 = copies)."""
+    cells: dict = {}
+    for r in trials:
+        if r.get("pad_c2st") is not None:
+            cells.setdefault((r["mode"], _n_real_label(r, single)), []).append(r)
+    out = []
+    for (mode, n), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        med = lambda k: float(np.median([r[k] for r in rs if r.get(k) is not None] or [np.nan]))  # noqa: E731
+        out.append(f"padding quality {mode} n_real={n}: C2ST {med('pad_c2st'):.2f}, Fréchet/floor "
+                   f"{med('pad_fd_ratio'):.2f}, memorisation {med('pad_memorisation'):.2f} "
+                   f"(median of {len(rs)} trial(s))")
+    return out
 
 
 def _n_real_label(r: dict, single: bool) -> str:
@@ -245,5 +262,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
                "agent, so its lifts do not answer the padding question"))
     if not single:
         log(f"[{STAGE}] sanity holds for {len(sane)} of {len(agents)} agents")
+    for line in padding_quality_lines(trials, single):
+        log(f"[{STAGE}] {line}")
     log(f"[{STAGE}] outputs at {store.url(run_id, STAGE)}")
     return metrics

@@ -1,6 +1,8 @@
 """Stage 3: fit a conditional GAN on stage 2's embeddings and measure how real its samples are."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -8,27 +10,46 @@ from typing import Callable
 
 from ..config import Config
 from ..artifacts import Agent
+from ..modes import gan_stage, kind_config, stage3_kinds
 from ..store import Store
 from .common import StoreCheckpointer, already_done
 
 STAGE = "3-fit-gan"
+
+
 def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         log: Callable[[str], None] = print, agent: Agent | None = None) -> dict:
-    """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
-    stage = agent.stage(STAGE) if agent else STAGE
+    """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/).
+    Fits the profile's generator (`gan.variant`, at 3-fit-gan/) and every other kind a
+    `simple:<kind>` mode of stage 4 asks for (at 3-fit-gan-<kind>/); returns the first's metrics."""
+    primary = cfg.gan.variant
+    out = {}
+    for kind in stage3_kinds(cfg.eval.modes, primary):
+        out[kind] = _fit_kind(cfg, kind_config(cfg.gan, kind), gan_stage(kind, primary), store,
+                              run_id, force, log, agent)
+    return out[primary]
+
+
+def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bool,
+              log: Callable[[str], None], agent: Agent | None) -> dict:
+    stage = agent.stage(name) if agent else name
     from ..embed import Embedded
     from ..generators import fit_gan, holdout_split
     from ..generators.quality import plot_histograms, plot_training, quality_report
     from ..progress import Progress
 
     tr = store.require(run_id, agent.stage("2-transform") if agent else "2-transform")
-    config_hash = cfg.section_hash("gan") + "-" + tr.manifest_sha256[:12]
+    # the profile's own kind keeps the [gan] section's hash (older runs stay done)
+    own = gcfg is cfg.gan
+    kind_hash = hashlib.sha256(json.dumps({"seed": cfg.seed, "gan": dataclasses.asdict(gcfg)},
+                                          sort_keys=True).encode()).hexdigest()[:16]
+    config_hash = (cfg.section_hash("gan") if own else kind_hash) + "-" + tr.manifest_sha256[:12]
     done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
     emb = Embedded.load(tr.local_path("embeddings.h5"))
     n_classes = len(emb.class_table)
-    train, hold = holdout_split(emb.labels, cfg.gan.holdout_fraction, cfg.seed)
+    train, hold = holdout_split(emb.labels, gcfg.holdout_fraction, cfg.seed)
     ckpt = StoreCheckpointer(store, run_id, stage, config_hash)
     writer = store.writer(run_id, stage)
     writer.begin()
@@ -37,9 +58,9 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         marker = ckpt.load(state_dir)  # restored flat into state_dir; fit_gan resumes from it
         if marker:
             log(f"[{stage}] resuming from checkpoint at step {marker['step']:,}")
-        prog = Progress(cfg.gan.steps, stage)
+        prog = Progress(gcfg.steps, stage)
         fitted = fit_gan(
-            emb.features[train], emb.labels[train], n_classes, cfg.gan, seed=cfg.seed,
+            emb.features[train], emb.labels[train], n_classes, gcfg, seed=cfg.seed,
             progress=lambda step, total, info: prog.update(step, **{k: v for k, v in info.items()
                                                                    if isinstance(v, float)}),
             state_dir=state_dir,
@@ -57,7 +78,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         for name in names + ["training.png", "histograms.png", "quality.json"]:
             writer.put_file(os.path.join(out, name), name)
         metrics = {
-            "variant": cfg.gan.variant,
+            "variant": gcfg.variant,
             "c2st_accuracy": report["c2st_accuracy"],
             "fd_real_fake": report["fd_real_fake"],
             "fd_real_real": report["fd_real_real"],
@@ -66,14 +87,15 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
             "restarts": int(fitted.restarts),
             "n_train": int(len(train)), "n_holdout": int(len(hold)),
             "per_class": report["per_class"],
-            "steps": cfg.gan.steps,
+            "steps": gcfg.steps,
             "train_steps_per_s": fitted.info["steps"] / max(fitted.info["wall_s"], 1e-9),
             "wall_s_fit": fitted.info["wall_s"],
         }
-        writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
+        writer.commit(config=cfg.to_dict() if own else {**cfg.to_dict(), "gan": dataclasses.asdict(gcfg)},
+                      config_hash=config_hash, metrics=metrics,
                       upstream={tr.stage: tr.manifest_sha256})
     store.clear_checkpoints(run_id, stage)
-    log(f"[{stage}] {cfg.gan.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
+    log(f"[{stage}] {gcfg.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
         f"Fréchet distance real-fake {report['fd_real_fake']:.3g} vs real-real {report['fd_real_real']:.3g}; "
         f"memorisation ratio {report['memorisation_ratio'] or float('nan'):.2f} (1 = as far from the training rows as new real rows); "
         f"{fitted.restarts} restarts; outputs at {store.url(run_id, stage)}")

@@ -1,27 +1,15 @@
-"""The artifact store: every byte a stage reads or writes goes through here.
-
-Layout: <store>/<run>/<stage>/<files...> + manifest.json, written last.
-A stage is done iff its manifest exists and every file matches its sha256.
-Checkpoints live in <store>/<run>/<stage>/_ckpt/<step>/ with COMPLETE.json last,
-so a killed stage resumes from the newest complete checkpoint.
-Works on any fsspec URL: a local folder by default, gs://bucket/prefix for GCS.
-"""
+"""Store: a root URL holding runs; bytes, files, manifests and checkpoints."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
 import os
-import platform
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,136 +17,12 @@ import fsspec
 import fsspec.asyn
 from fsspec.exceptions import FSTimeoutError
 
-from . import failpoints
+from .. import failpoints
+from .common import (MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ChecksumError,
+                     MissingStageError, StoreError, script_for, sha256_file, validate_run_id)
+from .remote import _GCS, _auth_hint, _emulator_url, _gcs_class, _is_remote_error, _storage_options
 
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "rlpad-manifest"
-MANIFEST_VERSION = 1
-STAGES = {  # stage folder -> the script that makes it
-    "1-fit": "1-initial-fit.sh",
-    "2-transform": "2-transform.sh",
-    "3-fit-gan": "3-fit-gan.sh",
-    "4-eval": "4-scaled-simple-eval.sh",
-}
-def script_for(stage: str) -> str:
-    """The script that makes a stage folder ("1-fit" or an agent's "agents/3/1-fit")."""
-    return STAGES.get(stage.rsplit("/", 1)[-1], stage)
-
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_CHUNK = 1 << 22
 PROBE_TIMEOUT_S = 8.0  # Store.check(): a dead endpoint or missing bucket fails within this
-_GCS = ("gs://", "gcs://")
-
-
-class StoreError(RuntimeError):
-    """A store problem a user can act on (missing stage, bad checksum, bad run id)."""
-
-
-class ChecksumError(StoreError):
-    pass
-
-
-class MissingStageError(StoreError):
-    pass
-
-
-def validate_run_id(run: str) -> str:
-    if not isinstance(run, str) or ".." in run or "/" in run or not _RUN_ID.match(run):
-        raise StoreError(
-            f"run id {run!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, no '..' and no '/' (setting RLPAD_RUN)")
-    return run
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("rlpad", "tensorflow-cpu", "tensorflow", "keras", "numpy", "gymnasium", "ale-py",
-                "h5py", "pyspark", "fsspec", "gcsfs", "scipy"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_revision() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _emulator_url() -> str | None:
-    host = os.environ.get("STORAGE_EMULATOR_HOST", "")
-    if host in ("", "default"):
-        return None
-    return host if host.startswith(("http://", "https://")) else f"http://{host}"
-
-
-def _storage_options(uri: str) -> dict:
-    if uri.startswith(_GCS):
-        import aiohttp  # a gcsfs dependency; only needed for gs:// stores
-
-        opts: dict = {
-            # A store is shared by several processes (Spark workers, a resumed stage): a cached
-            # listing could hide a manifest another process just wrote, so always ask.
-            "use_listings_cache": False,
-            # aiohttp's default caps a whole request at 5 min (too short for a big replay
-            # file) and waits 30 s for a connect; bound the connect and the silences instead.
-            "requests_timeout": aiohttp.ClientTimeout(total=None, sock_connect=10,
-                                                      sock_read=300),
-        }
-        # An emulator (STORAGE_EMULATOR_HOST) takes anonymous access; a real bucket uses
-        # Application Default Credentials, asked for explicitly so gcsfs never silently
-        # falls back to anonymous. Nothing here logs or stores a credential.
-        emulator = _emulator_url()
-        if emulator:
-            # Explicit endpoint: filesystems for different emulators are cached apart.
-            return {**opts, "token": "anon", "endpoint_url": emulator}
-        return {**opts, "token": "google_default"}
-    return {}
-
-
-def _gcs_class() -> type:
-    """The plain gcsfs filesystem unless the experimental one is asked for explicitly.
-    gcsfs picks its default class at import time from GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT (the
-    experimental one stalls 20-60 s per call on an emulator), so when gcsfs was imported
-    before Store set that variable, choosing the class here still gets it right."""
-    import gcsfs
-    import gcsfs.core
-
-    if os.environ.get("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false").lower() in ("true", "1"):
-        return gcsfs.GCSFileSystem
-    return gcsfs.core.GCSFileSystem
-
-
-def _is_remote_error(e: BaseException) -> bool:
-    """Transport, auth and server errors from gcsfs/aiohttp/google-auth (not a plain 404)."""
-    if isinstance(e, FileNotFoundError):
-        return False
-    if isinstance(e, (OSError, asyncio.TimeoutError, TimeoutError)):
-        return True
-    mod = type(e).__module__ or ""
-    return mod.startswith(("aiohttp", "gcsfs", "google.auth", "google.api_core", "requests",
-                           "fsspec"))
-
-
-def _auth_hint(e: BaseException) -> str:
-    if (type(e).__module__ or "").startswith("google.auth"):
-        return ("; no usable Google credentials: run `gcloud auth application-default login` "
-                "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file")
-    return ""
 
 
 class Store:
@@ -429,113 +293,4 @@ class Store:
         self.rm(self.path(run, stage, "_ckpt"), recursive=True)
 
 
-@dataclass
-class StageReader:
-    """Read access to a complete stage; every file is checked against the manifest."""
-
-    store: Store
-    run: str
-    stage: str
-    manifest: dict
-
-    @property
-    def manifest_sha256(self) -> str:
-        return self.manifest["_sha256"]
-
-    @property
-    def metrics(self) -> dict:
-        return self.manifest.get("metrics", {})
-
-    def local_path(self, name: str, cache_dir: str | None = None) -> str:
-        """A verified local copy (or the file itself, for a local store)."""
-        files = self.manifest["files"]
-        if name not in files:
-            raise StoreError(f"{self.store.url(self.run, self.stage)} has no file {name!r} in its "
-                             f"manifest; rerun `bash {script_for(self.stage)}` --force")
-        src = self.store.path(self.run, self.stage, name)
-        want = files[name]["sha256"]
-        if self.store.is_local:
-            path = src
-            if not os.path.exists(path):
-                raise StoreError(f"{path} is listed in the manifest but missing; rerun "
-                                 f"`bash {script_for(self.stage)}` with --force")
-        else:
-            cache = Path(cache_dir or tempfile.gettempdir()) / "rlpad-cache" / want
-            cache.mkdir(parents=True, exist_ok=True)
-            path = str(cache / name)
-            if not (os.path.exists(path) and sha256_file(path) == want):
-                # Several processes (Spark workers) may fetch the same file at once: each
-                # downloads to its own temp name, then renames (atomic; the last one wins).
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd, part = tempfile.mkstemp(dir=os.path.dirname(path),
-                                            prefix=f".{os.path.basename(path)}.", suffix=".part")
-                os.close(fd)
-                try:
-                    self.store.get_file(src, part)
-                    os.replace(part, path)
-                finally:
-                    if os.path.exists(part):
-                        os.remove(part)
-        got = sha256_file(path)
-        if got != want:
-            raise ChecksumError(
-                f"{self.store.url(self.run, self.stage, name)} fails its checksum "
-                f"(sha256 {got[:12]}... != manifest {want[:12]}...): the file is corrupt or was "
-                f"changed; rerun `bash {script_for(self.stage)}` with --force")
-        return path
-
-    def read_json(self, name: str) -> dict:
-        with open(self.local_path(name)) as f:
-            return json.load(f)
-
-
-class StageWriter:
-    """Collects a stage's files and publishes them; manifest.json goes last."""
-
-    def __init__(self, store: Store, run: str, stage: str):
-        self.store, self.run, self.stage = store, validate_run_id(run), stage
-        self.files: dict[str, dict] = {}
-        self.t0 = time.time()
-
-    def begin(self) -> None:
-        """Invalidate any previous output first, so a crash can never leave an old
-        manifest describing new files."""
-        self.store.rm(self.store.path(self.run, self.stage, MANIFEST))
-
-    def put_file(self, local: str, name: str | None = None) -> None:
-        name = name or os.path.basename(local)
-        self.files[name] = {"sha256": sha256_file(local), "bytes": os.path.getsize(local)}
-        self.store.put_file(local, self.store.path(self.run, self.stage, name))
-
-    def put_bytes(self, name: str, data: bytes) -> None:
-        self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        self.store.write_bytes(self.store.path(self.run, self.stage, name), data)
-
-    def put_json(self, name: str, obj) -> None:
-        self.put_bytes(name, json.dumps(obj, indent=1, sort_keys=True).encode())
-
-    def commit(self, *, config: dict, config_hash: str, metrics: dict,
-               upstream: dict[str, str] | None = None, run_info: dict | None = None) -> dict:
-        """metrics: the stage's results (what a rerun reproduces); run_info: how this run
-        went (e.g. the step it resumed from), kept apart so resumed and uninterrupted runs
-        have the same metrics."""
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
-            "stage": self.stage,
-            "run": self.run,
-            "files": self.files,
-            "config": config,
-            "config_hash": config_hash,
-            "upstream": upstream or {},
-            "versions": package_versions(),
-            "git_revision": git_revision(),
-            "wall_time_s": round(time.time() - self.t0, 3),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "metrics": metrics,
-            "run_info": run_info or {},
-        }
-        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        self.store.write_bytes(self.store.path(self.run, self.stage, MANIFEST), data)
-        manifest["_sha256"] = hashlib.sha256(data).hexdigest()
-        return manifest
+from .stage import StageReader, StageWriter  # noqa: E402  (they refer back to Store)
