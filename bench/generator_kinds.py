@@ -23,21 +23,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from rlpad.config import load_config  # noqa: E402
 from rlpad.embed import Embedded  # noqa: E402
 from rlpad.generators import fit_gan, holdout_split  # noqa: E402
 from rlpad.generators.quality import quality_report  # noqa: E402
-from rlpad.config import load_config  # noqa: E402
-
-# Per-kind settings beside the quick profile's [gan] (wgan-gp). cvae and diffusion were set on
-# agents 1-2 of quick (README, "Generators"); cgan-seed is the seed's optimiser on our widths.
-STAGE3 = {
-    "wgan-gp": {},
-    "cgan-seed": {"variant": "cgan-seed", "lr": 2e-4, "beta1": 0.5},
-    "cvae": {"variant": "cvae", "batch_size": 256, "lr": 1e-3, "latent_dim": 16, "beta": 2.0},
-    "diffusion": {"variant": "diffusion", "batch_size": 256, "lr": 1e-3},
-}
-CONSTRAINED = {"steps": 1_000, "g_hidden": [128, 128], "d_hidden": [128, 128],
-               "diffusion_width": 128}
+from rlpad.modes import kind_config  # noqa: E402
+from rlpad.trials import constrained_config  # noqa: E402
 
 
 def judge(fitted, emb, train_idx, hold_idx, seed):
@@ -64,7 +55,8 @@ def main() -> None:
     ap.add_argument("--peer-steps", type=int, default=300)
     ap.add_argument("--out")
     a = ap.parse_args()
-    base = load_config("quick").gan
+    prof = load_config("quick")
+    base = prof.gan
     emb = Embedded.load(a.embeddings)
     k = len(emb.class_table)
     train, hold = holdout_split(emb.labels, base.holdout_fraction, a.seed)
@@ -80,7 +72,7 @@ def main() -> None:
     print(json.dumps(rows[-1]), flush=True)
 
     for kind in a.kinds.split(","):
-        cfg = dataclasses.replace(base, **STAGE3[kind])
+        cfg = kind_config(base, kind)  # as stage 3 fits it
         f, wall = timed_fit(emb.features[train], emb.labels[train], k, cfg, a.seed)
         rep, _ = judge(f, emb, train, hold, a.seed)
         t = time.perf_counter()
@@ -92,7 +84,7 @@ def main() -> None:
         for n_real in [int(v) for v in a.n_real.split(",")]:
             rng = np.random.default_rng([a.seed, n_real])
             idx = np.sort(rng.choice(train, n_real, replace=False))
-            ccfg = dataclasses.replace(cfg, **CONSTRAINED, batch_size=min(cfg.batch_size, n_real))
+            ccfg = constrained_config(cfg, prof.eval, n_real)  # as a stage-4 trial fits it
             f, wall = timed_fit(emb.features[idx], emb.labels[idx], k, ccfg, a.seed)
             rep, _ = judge(f, emb, idx, hold, a.seed)
             rows.append({"kind": kind, "fit": "constrained", "n": n_real, "wall_s": wall,

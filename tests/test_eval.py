@@ -31,7 +31,7 @@ STAGE = "4-eval"
 HERE = Path(__file__).resolve().parent
 EVAL_SETS = ["eval.n_real=[200,0]", "eval.n_fake=[0,500]", "eval.repetitions=1",
              "eval.refit_steps=300", "eval.episodes=2", "eval.n_envs=2",
-             "eval.constrained_gan_steps=30"]
+             "eval.constrained_gan_steps=30", "eval.quality_reps=0"]
 EVAL = [a for s in EVAL_SETS for a in ("--set", s)]
 N_TRIALS = 6  # 2 n_real x (none@0 + simple@500 + constrained@500)
 N_TASKS = N_TRIALS + 1  # and the agent's reference task
@@ -155,9 +155,11 @@ def test_constrained_gan_sees_only_the_trials_rows(trial_ctx, quick_run):
     stage3_train = Store(store).manifest(run, "3-fit-gan")["metrics"]["n_train"]
     c = run_trial(specs["constrained-r200-f500-000"], ctx)
     assert c["gan_n_train"] == c["n_real"] == 200
-    assert c["gan_restarts"] == 0
-    # rep 0 is judged against the agent's other real rows: a 30-step generator is told apart
-    assert 0.5 <= c["pad_c2st"] <= 1.0 and c["pad_memorisation"] > 0
+    assert c["gan_restarts"] == 0 and "pad_c2st" not in c  # quality_reps=0: not judged
+    # with quality_reps=1, rep 0's padding is judged against the agent's other real rows
+    q = run_trial(specs["constrained-r200-f500-000"], _ctx(store, run, ("eval.quality_reps=1",)))
+    assert 0.5 <= q["pad_c2st"] <= 1.0 and q["pad_memorisation"] > 0
+    assert q["scores"] == c["scores"]  # judging the padding does not change the trial
     s = run_trial(specs["simple-r200-f500-000"], ctx)
     assert s["gan_n_train"] == stage3_train > 200  # the shared generator saw far more
     n = run_trial(specs["none-r200-f0-000"], ctx)
@@ -187,7 +189,7 @@ def test_resample_pads_with_copies_of_the_trials_own_rows(trial_ctx, quick_run):
     n_all = Store(store).manifest(run, "2-transform")["metrics"]["n_transitions"]
     specs = {s["trial_id"]: s for s in grid_specs(
         load_config("quick", [*EVAL_SETS, 'eval.modes=["none", "resample"]']), n_all)}
-    r = run_trial(specs["resample-r200-f500-000"], _ctx(store, run))
+    r = run_trial(specs["resample-r200-f500-000"], _ctx(store, run, ("eval.quality_reps=1",)))
     assert r["n_real"] == 200 and r["n_fake"] == 500 and "gan_n_train" not in r
     assert r["pad_memorisation"] == 0.0  # copies: the memorisation check sees them
     assert r["seed"] == specs["none-r200-f0-000"]["seed"]

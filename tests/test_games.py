@@ -3,6 +3,7 @@ channels, MinAtar's CNN) and LunarLander (Box2D, shaped rewards of both signs)."
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -32,6 +33,10 @@ def test_game_stages_1_to_4_at_a_tiny_budget(tmp_path, profile):
     m = json.loads((tmp_path / "store" / "g" / "4-eval" / "manifest.json").read_text())
     assert m["metrics"]["n_trials"] == 2 * 3
     assert "a single agent, not a study" in p.stdout
+    # rep 0's per-trial generators are judged against the agent's other real rows
+    assert re.search(r"padding quality constrained n_real=\d+: C2ST [01]\.\d\d", p.stdout + p.stderr)
+    trials = (tmp_path / "store" / "g" / "4-eval" / "trials.csv").read_text().splitlines()
+    assert "pad_c2st" in trials[0]
     fit = json.loads((tmp_path / "store" / "g" / "1-fit" / "manifest.json").read_text())["metrics"]
     assert fit["agent_steps"] == 600 and len(fit["random_returns"]) == 3
     emb = json.loads((tmp_path / "store" / "g" / "2-transform" / "manifest.json").read_text())

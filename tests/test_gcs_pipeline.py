@@ -29,7 +29,7 @@ FIT = ["dqn.total_steps=3000", "dqn.learning_starts=500", "dqn.eval_every=1500",
        "dqn.eval_episodes=2", "dqn.final_eval_episodes=2", "dqn.checkpoint_every=500"]
 GAN = ["gan.steps=100", "gan.checkpoint_every=50"]
 EVAL = ["eval.n_real=[200]", "eval.n_fake=[0,500]", "eval.repetitions=1", "eval.refit_steps=300",
-        "eval.episodes=2", "eval.n_envs=2", "eval.constrained_gan_steps=30"]
+        "eval.episodes=2", "eval.n_envs=2", "eval.constrained_gan_steps=30", "eval.quality_reps=0"]
 
 
 def _sets(overrides: list[str]) -> list[str]:

@@ -205,7 +205,8 @@ def _f(x: float, fmt: str = ".1f", signed: bool = False) -> str:
 
 def format_verdicts(rows: Sequence[dict], refs: Mapping[int, AgentRef], title: str) -> str:
     """The study table: one line per cell and subset, then the per-agent references."""
-    head = (f"{'n_real':>7} {'mode':<12} {'n_fake':>6} {'agents':>6} {'lift':>8} "
+    mw = max([12] + [len(r["mode"]) for r in rows])  # kinds make modes long: constrained:cvae
+    head = (f"{'n_real':>7} {'mode':<{mw}} {'n_fake':>6} {'agents':>6} {'lift':>8} "
             f"{'95% CI (t)':>17} {'95% CI (boot)':>17} {'p Holm':>7} {'IQM':>5} {'IQM ctl':>7} "
             f"{'P(impr)':>7} {'>0':>4} {'MDE':>7}  verdict")
     out = [title, head, "-" * len(head)]
@@ -221,7 +222,7 @@ def format_verdicts(rows: Sequence[dict], refs: Mapping[int, AgentRef], title: s
             verdict_text = r["verdict"]
             if verdict_text == "no detectable effect":
                 verdict_text += f" (MDE {_f(r['mde'])})"
-            out.append(f"{nr:>7} {r['mode']:<12} {r['n_fake']:>6,} {r['k']:>6} "
+            out.append(f"{nr:>7} {r['mode']:<{mw}} {r['n_fake']:>6,} {r['k']:>6} "
                        f"{_f(r['lift'], signed=True):>8} {ci_t:>17} {ci_b:>17} "
                        f"{_f(r['p_holm'], '.3f'):>7} {_f(r['iqm'], '.2f'):>5} "
                        f"{_f(r['iqm_control'], '.2f'):>7} {_f(r['prob_improvement'], '.2f'):>7} "

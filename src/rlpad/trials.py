@@ -163,6 +163,17 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
                        t["terminal"].astype(np.float32))
 
 
+def constrained_config(gan_cfg, e, n_real: int):
+    """A per-trial generator's settings: the kind's stage-3 settings at the [eval]
+    constrained_gan_* budget and widths."""
+    return dataclasses.replace(gan_cfg, steps=e.constrained_gan_steps,
+                               batch_size=min(e.constrained_gan_batch, n_real),
+                               g_hidden=e.constrained_gan_hidden,
+                               d_hidden=e.constrained_gan_hidden,
+                               diffusion_width=max(e.constrained_gan_hidden,
+                                                   default=gan_cfg.diffusion_width))
+
+
 QUALITY_ROWS = 2_000  # per side: enough for the judge, a few seconds per trial
 
 
@@ -266,12 +277,7 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         else:  # constrained: a generator that has seen this trial's real sample only
             from .generators import fit_gan
 
-            gcfg = dataclasses.replace(kind_config(art.cfg.gan, kind), steps=e.constrained_gan_steps,
-                                       batch_size=min(e.constrained_gan_batch, n_real),
-                                       g_hidden=e.constrained_gan_hidden,
-                                       d_hidden=e.constrained_gan_hidden,
-                                       diffusion_width=max(e.constrained_gan_hidden,
-                                                           default=art.cfg.gan.diffusion_width))
+            gcfg = constrained_config(kind_config(art.cfg.gan, kind), e, n_real)
             gan = fit_gan(art.features[idx], art.labels[idx], len(art.class_table), gcfg,
                           seed=derive_seed(seed, "gan"))
             # gan_n_train: the rows this generator saw; equals n_real (the trial's own sample)
@@ -279,9 +285,9 @@ def run_trial(spec: dict, ctx: dict) -> dict:
         fake_seed = derive_seed(seed, "fake", n_fake)
         parts.append(resampled(real_sub, n_fake, fake_seed) if access == "resample"
                      else _fake_transitions(art, gan, n_fake, real_sub, fake_seed))
+        gan_s = time.time() - tg
         if access in ("constrained", "resample") and int(spec["rep"]) < e.quality_reps:
             gan_info.update(padding_quality(art, idx, gan, derive_seed(seed, "quality")))
-        gan_s = time.time() - tg
 
     tr = time.time()
     res = refit(Transitions.concat(parts), art.spec.n_actions, e, art.gamma,
