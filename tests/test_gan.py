@@ -161,8 +161,8 @@ class Killed(Exception):
 @pytest.mark.parametrize("variant", ["cgan-seed", "wgan-gp"])
 def test_checkpoint_resume_is_exact(data, tmp_path, variant):
     """Killed at step 25 (checkpoint at 20) and resumed = an uninterrupted run, bit for bit:
-    every random draw comes from state held in the checkpoint (numpy RNG state, dropout seed
-    variables, optimizer variables, EMA weights)."""
+    every random draw is stateless RNG keyed by (attempt seed, step) or state held in the
+    checkpoint (dropout seed variables, optimizer variables, EMA weights)."""
     x, y = data
     cfg = tiny(variant, steps=40)
     ref = fit_gan(x, y, K, cfg, seed=4)

@@ -90,7 +90,6 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
     norm = NormStats.fit(x, standardise=kinds.standardises(cfg))
     xs = norm.forward(x)
     class_probs = np.bincount(labels, minlength=n_classes).astype(np.float64) / n
-    bs = int(cfg.batch_size)
     fp = _fingerprint(cfg, seed, _data_digest(x, labels), n_classes)
 
     st = _TrainState()
