@@ -26,7 +26,7 @@ def _derived_seed(seed: int, attempt: int) -> int:
 
 
 
-_METRICS = ("m0", "m1", "m2", "m3", "m4")  # a step's metrics row; names per kind in kinds.METRICS
+_ROW = 5  # values in a step's metrics row; their names per kind are kinds.METRICS
 
 
 @dataclass
@@ -40,7 +40,7 @@ class _TrainState:
     low: int = 0             # consecutive steps with D accuracy < restart_low
     high: int = 0            # ... > restart_high
     half: int = 0            # ... == 0.5 exactly
-    win_sum: list = field(default_factory=lambda: [0.0] * len(_METRICS))
+    win_sum: list = field(default_factory=lambda: [0.0] * _ROW)
     win_n: int = 0
     history: list = field(default_factory=list)
     restart_log: list = field(default_factory=list)
@@ -136,7 +136,7 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
                         st.restarts += 1
                         st.attempt += 1
                         st.step = st.low = st.high = st.half = st.win_n = 0
-                        st.win_sum = [0.0] * len(_METRICS)
+                        st.win_sum = [0.0] * _ROW
                         restarted = True
                         break
                     if not np.all(np.isfinite(m)):
@@ -149,7 +149,7 @@ def fit_gan(x: np.ndarray, labels: np.ndarray, n_classes: int, cfg: GanConfig, s
                 rec = {"step": st.step, "attempt": st.attempt}
                 rec.update({k: v / st.win_n for k, v in zip(kinds.METRICS[cfg.variant], st.win_sum)})
                 st.history.append(rec)
-                st.win_sum, st.win_n = [0.0] * len(_METRICS), 0
+                st.win_sum, st.win_n = [0.0] * _ROW, 0
                 if progress is not None:
                     now = time.perf_counter()
                     info = dict(rec, restarts=st.restarts,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -39,11 +38,9 @@ def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bo
     from ..progress import Progress
 
     tr = store.require(run_id, agent.stage("2-transform") if agent else "2-transform")
-    # the profile's own kind keeps the [gan] section's hash (older runs stay done)
-    own = gcfg is cfg.gan
-    kind_hash = hashlib.sha256(json.dumps({"seed": cfg.seed, "gan": dataclasses.asdict(gcfg)},
-                                          sort_keys=True).encode()).hexdigest()[:16]
-    config_hash = (cfg.section_hash("gan") if own else kind_hash) + "-" + tr.manifest_sha256[:12]
+    # this kind's config is the agent's with its [gan]: the profile's own kind hashes as before
+    kcfg = dataclasses.replace(cfg, gan=gcfg)
+    config_hash = kcfg.section_hash("gan") + "-" + tr.manifest_sha256[:12]
     done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
@@ -91,8 +88,7 @@ def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bo
             "train_steps_per_s": fitted.info["steps"] / max(fitted.info["wall_s"], 1e-9),
             "wall_s_fit": fitted.info["wall_s"],
         }
-        writer.commit(config=cfg.to_dict() if own else {**cfg.to_dict(), "gan": dataclasses.asdict(gcfg)},
-                      config_hash=config_hash, metrics=metrics,
+        writer.commit(config=kcfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       upstream={tr.stage: tr.manifest_sha256})
     store.clear_checkpoints(run_id, stage)
     log(f"[{stage}] {gcfg.variant}: C2ST accuracy {report['c2st_accuracy']:.3f} (0.5 = indistinguishable); "
