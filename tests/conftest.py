@@ -70,12 +70,40 @@ def record_writes(monkeypatch) -> list[str]:
 
 def rlpad(*args: str, check: bool = True, timeout: float = 900, env: dict | None = None
           ) -> subprocess.CompletedProcess:
-    """Run the CLI as a user would; output is captured for assertions."""
-    p = subprocess.run(RLPAD + list(args), capture_output=True, text=True, timeout=timeout,
-                       cwd=ROOT, env={**os.environ, **(env or {})})
+    """Run the CLI as a user would; output is captured for assertions. Without `env`, it runs
+    in this process (`rlpad.cli.main`, the console script's own function): the same code, without
+    a new interpreter and TensorFlow import per call. With `env`, a fresh `python -m rlpad.cli`."""
+    if env is None:
+        p = _in_process(list(args))
+    else:
+        p = subprocess.run(RLPAD + list(args), capture_output=True, text=True, timeout=timeout,
+                           cwd=ROOT, env={**os.environ, **env})
     if check and p.returncode != 0:
         raise AssertionError(f"rlpad {' '.join(args)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def _in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import traceback
+
+    from rlpad.cli import main
+
+    out, err, cwd = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(argv)
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code if isinstance(e.code, int) else 1
+            except Exception:  # what the interpreter would print before exiting 1
+                traceback.print_exc()
+                rc = 1
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(["rlpad", *argv], rc, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
