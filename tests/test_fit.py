@@ -337,7 +337,7 @@ def breakout_tiny(tmp_path_factory):
 
 
 def test_breakout_tiny_end_to_end(breakout_tiny):
-    from rlpad.dqn import episode_seed
+    from rlpad.seeding import episode_seed
     from rlpad.envs import FrameStack, env_spec, make_env
     from rlpad.qnet import build_qnet
 

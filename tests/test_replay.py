@@ -272,3 +272,55 @@ def test_load_rejects_foreign_file(tmp_path):
         f.create_dataset("frames", data=np.zeros((3, 4)))
     with pytest.raises(ValueError, match="not an rlpad-replay"):
         ReplayMemory.load(path)
+
+
+def _flagged_replay(capacity: int) -> tuple[ReplayMemory, list[tuple[int, int, str]]]:
+    """Episodes ending terminated or truncated, with lives lost inside (terminal for
+    learning, as Atari profiles make them), then one under way. Returns the memory and, per
+    finished episode, (first row, transitions, how it ended) in write order."""
+    rng = np.random.default_rng(3)
+    mem = ReplayMemory(capacity, (2,), np.float32, 1)
+    plan = [(5, "term"), (7, "trunc"), (3, "term"), (9, "trunc"), (4, "term"), (6, None)]
+    out = []
+    for n, end in plan:
+        out.append((mem.added, n, end))
+        mem.start_episode(rng.standard_normal(2).astype(np.float32))
+        for t in range(n):
+            last = t == n - 1
+            term, trunc = last and end == "term", last and end == "trunc"
+            lost = not last and t == 1
+            mem.add(0, 1.0, term or lost, rng.standard_normal(2).astype(np.float32),
+                    terminated=term, truncated=trunc, life_lost=lost)
+    return mem, out
+
+
+def test_env_flags_are_kept_apart_and_inferred_from_a_v1_file(tmp_path):
+    mem, _ = _flagged_replay(100)
+    path = str(tmp_path / "v2.h5")
+    mem.save(path)
+    v2 = ReplayMemory.load(path)
+    for name in ("terminations", "truncations", "life_losses", "terminals"):
+        np.testing.assert_array_equal(getattr(v2, name)[:v2.size], getattr(mem, name)[:mem.size])
+    assert v2.truncations.sum() == 2 and v2.terminations.sum() == 3 and v2.life_losses.sum() == 6
+    # the same file as format v1 wrote it (one flag): the env's flags come back from where
+    # each episode ends; the episode under way is neither terminated nor truncated
+    with h5py.File(path, "a") as f:
+        for name in ("terminations", "truncations", "life_losses"):
+            del f[name]
+        f.attrs["version"] = 1
+    v1 = ReplayMemory.load(path)
+    for name in ("terminations", "truncations", "life_losses"):
+        np.testing.assert_array_equal(getattr(v1, name)[:v1.size], getattr(mem, name)[:mem.size],
+                                      err_msg=name)
+
+
+def test_episodes_skip_the_fragment_the_ring_cut_and_mark_the_one_under_way():
+    mem, plan = _flagged_replay(30)  # 40 rows written: the first episode's rows are gone
+    eps = mem.episodes()
+    held = [p for p in plan if p[0] >= mem.added - mem.size]
+    assert [len(rows) - 1 for rows, _ in eps] == [n for _, n, _ in held]
+    assert [u for _, u in eps] == [False] * (len(held) - 1) + [True]
+    for (rows, _), (_, n, end) in zip(eps, held):
+        t = rows[:-1]
+        assert mem.has_next[t].all() and not mem.has_next[rows[-1]]
+        assert mem.terminations[t[-1]] == (end == "term") and mem.truncations[t[-1]] == (end == "trunc")

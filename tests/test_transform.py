@@ -124,7 +124,6 @@ def test_class_ids_negative_rewards():
 # ---- embeddings.h5 ----------------------------------------------------------------------------
 def test_embeddings_file_contents_and_features(quick_run):
     from rlpad.qnet import split_at_cut
-    from rlpad.replay import ReplayMemory
     from rlpad.artifacts import FitOutputs
 
     store, run = quick_run

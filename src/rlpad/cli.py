@@ -53,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "mode) instead of running the driver in this process")
     p = sub.add_parser("config", help="print the resolved config of a profile as JSON")
     _common(p)
+    p = sub.add_parser("export", help="write an agent's data in another tool's format")
+    p.add_argument("format", choices=["minari"], help="minari: Farama Minari datasets (HDF5)")
+    _common(p)
+    p.add_argument("--agent", type=int, default=None, metavar="SEED",
+                   help="one agent of a study (default: every agent of the run)")
+    p.add_argument("--dataset", default="replay",
+                   help="comma-separated: replay (stage 1), policy (stage 2's recorded play), "
+                        "embedded (stage 2's e(s) episodes); default replay")
+    p.add_argument("--out", default=None, help="datasets folder (default: minari's, "
+                   "MINARI_DATASETS_PATH or ~/.minari/datasets)")
     return ap
 
 
@@ -82,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         validate_run_id(args.run)
         store = Store(args.store)
+        if args.command == "export":
+            from .stages.export import export_minari
+
+            export_minari(cfg, store, args.run, args.agent,
+                          tuple(d.strip() for d in args.dataset.split(",") if d.strip()),
+                          args.out, force=args.force)
+            return 0
         from .spark import SparkSettings, spark_submit_command
 
         settings = SparkSettings(
@@ -108,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_all(args.command, cfg, store, args.run, args.force, settings)
         return 0
-    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, StoreError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:

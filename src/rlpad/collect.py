@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import Config
 from .envs import EnvSpec
-from .replay import ReplayMemory
+from .replay import ROW_ARRAYS, ReplayMemory
 from .seeding import derive_seed
 
 
@@ -63,7 +63,7 @@ def collect_policy_data(fit_cfg: Config, spec: EnvSpec, model, steps: int, epsil
 def _enlarged(mem: ReplayMemory) -> ReplayMemory:
     """The same rows in a memory of 1.25x the capacity (the memory has not wrapped)."""
     out = ReplayMemory(int(mem.capacity * 1.25) + 64, mem.frame_shape, mem.frame_dtype, mem.stack)
-    for name in ("frames", "actions", "rewards", "terminals", "has_next", "pos"):
+    for name in ("frames", *ROW_ARRAYS):
         getattr(out, name)[:mem.size] = getattr(mem, name)[:mem.size]
     out.size, out.cursor, out.added = mem.size, mem.size, mem.added
     return out

@@ -27,7 +27,7 @@ from .play import play
 from .progress import Progress
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
-from .seeding import derive_seed
+from .seeding import episode_seed
 
 
 def save_optimizer(opt: FusedOptimizer, path: str) -> None:
@@ -113,12 +113,6 @@ def epsilon_at(c: DQNConfig, step: int) -> float:
     return c.eps_start + frac * (c.eps_end - c.eps_start)
 
 
-def episode_seed(seed: int, episode: int) -> int:
-    """The env seed of training episode `episode` (0-based): every episode is a function of
-    its seed and its actions, so a resumed run rebuilds a half-played one exactly."""
-    return derive_seed(seed, "train-episode", episode)
-
-
 class ResumeError(RuntimeError):
     pass
 
@@ -151,12 +145,12 @@ class Actor:
 
     def _env_step(self, a: int):
         obs, r, term, trunc, info = self.env.step(self.spec.action_ids[a])
-        life_lost = self.cfg.env.life_loss_terminal and info.get("lives", 0) < self.lives
+        lost = info.get("lives", 0) < self.lives
         self.lives = info.get("lives", 0)
         self.actions.append(a)
         self.ep_return += float(r)
         self.state = self.stacker.push(obs)
-        return obs, float(r), bool(term), bool(trunc), bool(life_lost)
+        return obs, float(r), bool(term), bool(trunc), bool(lost)
 
     def restore(self, episode: int, actions: list[int]) -> None:
         """Rebuild episode `episode` after `actions` (a resumed run) without recording:
@@ -178,8 +172,9 @@ class Actor:
             a = int(self.rng.integers(self.spec.n_actions))
         else:
             a = self.agent.act(self.state)
-        obs, r, term, trunc, life_lost = self._env_step(a)
-        self.replay.add(a, r, term or life_lost, obs)
+        obs, r, term, trunc, lost = self._env_step(a)
+        terminal = term or (lost and self.cfg.env.life_loss_terminal)
+        self.replay.add(a, r, terminal, obs, terminated=term, truncated=trunc, life_lost=lost)
         if term or trunc:
             ended = self.ep_return
             self.reset()

@@ -2,8 +2,11 @@
 
 One row per observed frame, in a ring buffer. Row i holds the frame of s_i and, when
 `has_next[i]`, the transition (a_i, r_i, terminal_i) whose next state ends at row i+1.
-An episode's last frame is a row without a transition. `pos[i]` is the row's index in
-its episode, so the stack for row i is rows i-k, k < stack, clamped at the episode's
+An episode's last frame is a row without a transition. `terminals` is the flag learning
+uses (the env's termination, or a lost life where the profile makes that terminal); the env's
+own terminations and truncations and every lost life are kept apart (format v2; a v1 file's
+are inferred from where its episodes end), so an export (Minari) is faithful. `pos[i]` is the
+row's index in its episode, so the stack for row i is rows i-k, k < stack, clamped at the episode's
 first row (the rule FrameStack uses while acting). An Atari replay of 400k rows holds
 400k frames (2.6 GiB) instead of the seed's two 4-frame stacks per transition (21 GiB as laid
 out; ~10.5 GiB in practice, since consecutive transitions shared arrays).
@@ -14,7 +17,13 @@ import h5py
 import numpy as np
 
 FORMAT = "rlpad-replay"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+ROW_ARRAYS = ("actions", "rewards", "terminals", "terminations", "truncations", "life_losses",
+              "has_next", "pos")
+
+
+_V1_ARRAYS = ("actions", "rewards", "terminals", "has_next", "pos")
 
 
 class ReplayMemory:
@@ -27,6 +36,9 @@ class ReplayMemory:
         self.actions = np.zeros(capacity, np.int32)
         self.rewards = np.zeros(capacity, np.float32)
         self.terminals = np.zeros(capacity, np.bool_)
+        self.terminations = np.zeros(capacity, np.bool_)
+        self.truncations = np.zeros(capacity, np.bool_)
+        self.life_losses = np.zeros(capacity, np.bool_)
         self.has_next = np.zeros(capacity, np.bool_)
         self.pos = np.zeros(capacity, np.int32)
         self.cursor = 0  # next row to write
@@ -39,6 +51,7 @@ class ReplayMemory:
         self.frames[i] = frame
         self.actions[i], self.rewards[i] = 0, 0.0
         self.terminals[i] = self.has_next[i] = False
+        self.terminations[i] = self.truncations[i] = self.life_losses[i] = False
         self.pos[i] = pos
         self.cursor = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
@@ -47,13 +60,19 @@ class ReplayMemory:
     def start_episode(self, first_frame: np.ndarray) -> None:
         self._append(first_frame, 0)
 
-    def add(self, action: int, reward: float, terminal: bool, next_frame: np.ndarray) -> None:
-        """Record the transition from the newest row; `next_frame` becomes the newest row."""
+    def add(self, action: int, reward: float, terminal: bool, next_frame: np.ndarray, *,
+            terminated: bool | None = None, truncated: bool = False,
+            life_lost: bool = False) -> None:
+        """Record the transition from the newest row; `next_frame` becomes the newest row.
+        terminal: for learning; terminated (default: terminal), truncated, life_lost: what
+        the env reported."""
         last = (self.cursor - 1) % self.capacity
         if self.size == 0:
             raise RuntimeError("add() before start_episode()")
         self.actions[last], self.rewards[last] = action, reward
         self.terminals[last], self.has_next[last] = terminal, True
+        self.terminations[last] = terminal if terminated is None else terminated
+        self.truncations[last], self.life_losses[last] = truncated, life_lost
         self._append(next_frame, int(self.pos[last]) + 1)
 
     # ---- reading ------------------------------------------------------------------------
@@ -101,6 +120,19 @@ class ReplayMemory:
         return (self.states(idx), self.actions[idx], self.rewards[idx],
                 self.states(nxt), self.terminals[idx].astype(np.float32))
 
+    def episodes(self) -> list[tuple[np.ndarray, bool]]:
+        """Each episode held from its first frame, oldest first: (its rows, whether it is the
+        episode that was under way when recording stopped, the newest). A leading episode
+        whose first rows were overwritten, and an episode without a transition, are left out."""
+        order = (self.oldest + np.arange(self.size)) % self.capacity
+        starts = np.flatnonzero(self.pos[order] == 0)
+        out = []
+        for j, s in enumerate(starts):
+            rows = order[s:starts[j + 1] if j + 1 < len(starts) else len(order)]
+            if len(rows) >= 2:
+                out.append((rows, j + 1 == len(starts)))
+        return out
+
     def n_transitions(self) -> int:
         order = (self.oldest + np.arange(self.size)) % self.capacity
         return int(self.valid(order).sum())
@@ -120,14 +152,16 @@ class ReplayMemory:
             for s in range(0, self.size, step):
                 e = min(s + step, self.size)
                 d[s:e] = self.frames[order[s:e]]
-            for name in ("actions", "rewards", "terminals", "has_next", "pos"):
+            for name in ROW_ARRAYS:
                 f.create_dataset(name, data=getattr(self, name)[order], compression="gzip")
 
     @classmethod
     def load(cls, path: str, capacity: int | None = None) -> "ReplayMemory":
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT or int(f.attrs.get("version", -1)) != VERSION:
-                raise ValueError(f"{path} is not an {FORMAT} v{VERSION} file")
+            version = int(f.attrs.get("version", -1))
+            if f.attrs.get("format") != FORMAT or version not in READS:
+                raise ValueError(f"{path} is not an {FORMAT} file of a version read here "
+                                 f"({', '.join(f'v{v}' for v in READS)})")
             size = f["frames"].shape[0]
             cap = max(capacity or int(f.attrs["capacity"]), size, 2)
             mem = cls(cap, f["frames"].shape[1:], f["frames"].dtype, int(f.attrs["stack"]))
@@ -135,7 +169,25 @@ class ReplayMemory:
             for s in range(0, size, step):
                 e = min(s + step, size)
                 mem.frames[s:e] = f["frames"][s:e]
-            for name in ("actions", "rewards", "terminals", "has_next", "pos"):
+            for name in ROW_ARRAYS if version >= 2 else _V1_ARRAYS:
                 getattr(mem, name)[:size] = f[name][...]
             mem.size, mem.cursor, mem.added = size, size % cap, int(f.attrs["added"])
+        if version == 1:
+            mem._infer_env_flags()
         return mem
+
+    def _infer_env_flags(self) -> None:
+        """A v1 file kept only the learning flag: an episode's last transition (a new episode
+        follows it) terminated if it was terminal and was truncated if not; a terminal
+        transition inside an episode lost a life. (Lives lost where the profile did not make
+        them terminal were not recorded and stay unknown, as False.)"""
+        if self.size == 0:
+            return
+        order = (self.oldest + np.arange(self.size)) % self.capacity
+        t = order[self.has_next[order]]
+        nxt = (t + 1) % self.capacity
+        # an episode's last frame has no transition; the newest row is the episode under way
+        ended = ~self.has_next[nxt] & (nxt != order[-1])
+        self.terminations[t] = self.terminals[t] & ended
+        self.truncations[t] = ~self.terminals[t] & ended
+        self.life_losses[t] = self.terminals[t] & ~ended

@@ -8,11 +8,16 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 
 from ..h5arrays import assign_arrays, write_arrays
 from .common import CKPT_MARKER, CKPT_PREFIX, FORMAT, FORMAT_VERSION, GanError, _jsonable
+
+if TYPE_CHECKING:
+    import keras
+
 
 def find_checkpoint(state_dir: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint: state_dir itself (as restored flat by Store.load_checkpoint)
