@@ -158,3 +158,57 @@ def test_study_rows_pair_each_agent_with_its_own_control():
     assert "agents whose sanity holds (4 of 6)" in text
     assert "seed    6" in text and "excluded" in text and "FAILS" in text
     assert "no detectable effect (MDE" in text
+
+
+def test_primary_comparison_is_its_own_family_against_each_control():
+    """A pre-registered comparison survives where the many-cell family would drown it: the
+    same lift is 'lift' with Holm across its 2 controls and 'uncertain'-or-worse across 40."""
+    refs = _refs(6, excluded={6})
+    rng = np.random.default_rng(0)
+    means = {}
+    for s in refs:
+        base = 100.0 * s
+        means[(s, "none", 100, 0)] = base
+        means[(s, "constrained:resample", 100, 5000)] = base + 1.0 + rng.normal(0, 1)
+        means[(s, "constrained:cvae", 100, 5000)] = base + 6.0 + rng.normal(0, 2.5)
+        for j in range(38):  # exploratory cells: noise
+            means[(s, f"simple:k{j}", 100, 5000)] = base + rng.normal(0, 5)
+    prim = study.primary_rows(means, refs, "constrained:cvae", ["none", "constrained:resample"],
+                              100, 5000)
+    assert [r["control"] for r in prim] == ["none", "constrained:resample"]
+    vs_none, vs_res = prim
+    assert vs_none["agents"] == [1, 2, 3, 4, 5]  # the excluded agent stays out
+    want = [means[(s, "constrained:cvae", 100, 5000)] - means[(s, "none", 100, 0)]
+            for s in range(1, 6)]
+    assert vs_none["lift"] == pytest.approx(np.mean(want))
+    want = [means[(s, "constrained:cvae", 100, 5000)] - means[(s, "constrained:resample", 100, 5000)]
+            for s in range(1, 6)]
+    assert vs_res["lift"] == pytest.approx(np.mean(want))
+    assert [r["p_holm"] for r in prim] == pytest.approx(study._holm([r["p"] for r in prim]))
+    assert vs_none["verdict"] == "lift"
+    wide = {(r["mode"]): r for r in study.study_rows(means, refs, "all")}
+    assert wide["constrained:cvae"]["p_holm"] > vs_none["p_holm"]
+    text = study.format_primary(prim)
+    assert text.startswith("PRIMARY (pre-registered in the profile): constrained:cvae at n_real 100")
+    assert "vs constrained:resample" in text and "Holm across its 2 control(s) only" in text
+
+
+def test_primary_settings_are_checked_against_the_grid():
+    from rlpad.config import ConfigError, load_config, primary_cell, primary_missing
+
+    cfg = load_config("quick", ['eval.modes=["none","constrained:cvae","constrained:resample"]',
+                                'study.primary=constrained:cvae',
+                                'study.primary_controls=["none","constrained:resample"]'])
+    assert primary_cell(cfg) == (100, 5000)  # the smallest n_real above 0, the largest n_fake
+    for bad, key in ((['study.primary=none'], "study.primary"),
+                     (['study.primary=simple:vae'], "study.primary"),
+                     (['study.primary=constrained', 'study.primary_controls=["constrained"]'],
+                      "study.primary_controls")):
+        with pytest.raises(ConfigError, match=f"key '{key}'"):
+            load_config("quick", bad)
+    # a grid overridden without the primary's modes or cells runs, and says why it is untested
+    assert primary_missing(cfg) == ""
+    for sets, why in ((['eval.modes=["none","simple"]'], "lacks constrained"),
+                      (['study.primary_n_real=300'], "study.primary_n_real 300 is not in"),
+                      (['eval.n_fake=[0]'], "has no n_fake above 0")):
+        assert why in primary_missing(load_config("quick", sets))

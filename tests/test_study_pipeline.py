@@ -22,7 +22,7 @@ DQN = ["dqn.total_steps=4000", "dqn.learning_starts=500", "dqn.eval_every=2000",
        "dqn.stop_at_eval_return=0", "transform.policy_steps=3000"]
 SETS = DQN + ["study.agents=2", "study.sanity_episodes=10", "eval.n_real=[200,0]",
               "eval.n_fake=[0,500]", "eval.repetitions=2", "eval.episodes=3", "eval.n_envs=3",
-              'eval.modes=["none","simple"]']
+              'eval.modes=["none","simple"]', "study.primary=simple"]
 ARGS = [a for s in SETS for a in ("--set", s)] + QUICK_GAN
 
 
@@ -110,6 +110,13 @@ def test_study_outputs_and_agent_level_statistics(study_run):
         assert all(len(v) == 1 for v in by.values())
     assert not ({r["seed"] for r in trials[1]} & {r["seed"] for r in trials[2]})
     text = (out / "verdict.txt").read_text()
+    # the profile's primary comparison comes first, tested as its own family
+    assert text.startswith("PRIMARY (pre-registered in the profile): simple at n_real 200, "
+                           "n_fake 500; Holm across its 1 control(s) only")
+    (prim,) = st["primary"]
+    cell = next(c for c in st["cells"] if (c["subset"], c["mode"], c["n_real"]) == ("all", "simple", 200))
+    assert prim["control"] == "none" and prim["lift"] == pytest.approx(cell["lift"])
+    assert prim["p_holm"] == pytest.approx(prim["p"])  # a family of one
     assert "a study of 2 agents" in text and "agents whose sanity holds" in text
     assert "seed    1" in text and "seed    2" in text
     assert "sanity holds for" in outs[-1]

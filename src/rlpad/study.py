@@ -159,28 +159,8 @@ def study_rows(cell_means: Mapping[tuple[int, str, int, int], float],
                    key=lambda c: (c[1] == 0, c[1], c[0], c[2]))
     rows = []
     for mode, n_real, n_fake in cells:
-        seeds = [s for s in use if (s, mode, n_real, n_fake) in cell_means
-                 and (s, "none", n_real, 0) in cell_means]
-        treated = np.array([cell_means[(s, mode, n_real, n_fake)] for s in seeds])
-        control = np.array([cell_means[(s, "none", n_real, 0)] for s in seeds])
-        norm = lambda v: np.array([normalised(x, use[s].random, use[s].agent)  # noqa: E731
-                                   for x, s in zip(v, seeds)])
-        lifts = treated - control
-        t = paired_t(lifts)
-        games = [use[s].game for s in seeds]
-        b_lo, b_hi = bootstrap_ci(lifts, strata=games if len(set(games)) > 1 else None)
-        rows.append({
-            "mode": mode, "n_real": n_real, "n_fake": n_fake, "subset": subset,
-            "agents": seeds, "k": len(seeds), "games": sorted(set(games)),
-            "lift": t["mean"], "lift_lo": t["lo"], "lift_hi": t["hi"], "p": t["p"],
-            "boot_lo": b_lo, "boot_hi": b_hi,
-            "lift_norm": float(np.mean(norm(treated) - norm(control))) if seeds else float("nan"),
-            "iqm": iqm(norm(treated)), "iqm_control": iqm(norm(control)),
-            "prob_improvement": probability_of_improvement(norm(treated), norm(control)),
-            "frac_positive": float(np.mean(lifts > 0)) if seeds else float("nan"),
-            "mde": min_detectable_lift(t["sd"], len(seeds)),
-            "agent_lifts": {int(s): float(v) for s, v in zip(seeds, lifts)},
-        })
+        row = _lift_row(cell_means, use, (mode, n_real, n_fake), ("none", n_real, 0))
+        rows.append({"mode": mode, "n_real": n_real, "n_fake": n_fake, "subset": subset, **row})
     for game in sorted({g for r in rows for g in r["games"]}):
         mine = [r for r in rows if r["games"] == [game]]
         for r, p in zip(mine, _holm([r["p"] for r in mine])):
@@ -189,6 +169,67 @@ def study_rows(cell_means: Mapping[tuple[int, str, int, int], float],
         r.setdefault("p_holm", r["p"])  # pooled over games: no within-game family
         r["verdict"] = verdict(r["p_holm"], r["lift_lo"], r["lift_hi"], r["boot_lo"], r["boot_hi"])
     return rows
+
+
+def _lift_row(cell_means: Mapping[tuple[int, str, int, int], float], use: Mapping[int, AgentRef],
+              treated: tuple[str, int, int], control: tuple[str, int, int]) -> dict:
+    """Agent-level statistics of treated - control (cells as (mode, n_real, n_fake)) over the
+    agents in `use` that have both cells."""
+    seeds = [s for s in use if (s, *treated) in cell_means and (s, *control) in cell_means]
+    tr = np.array([cell_means[(s, *treated)] for s in seeds])
+    ctl = np.array([cell_means[(s, *control)] for s in seeds])
+    norm = lambda v: np.array([normalised(x, use[s].random, use[s].agent)  # noqa: E731
+                               for x, s in zip(v, seeds)])
+    lifts = tr - ctl
+    t = paired_t(lifts)
+    games = [use[s].game for s in seeds]
+    b_lo, b_hi = bootstrap_ci(lifts, strata=games if len(set(games)) > 1 else None)
+    return {
+        "agents": seeds, "k": len(seeds), "games": sorted(set(games)),
+        "lift": t["mean"], "lift_lo": t["lo"], "lift_hi": t["hi"], "p": t["p"],
+        "boot_lo": b_lo, "boot_hi": b_hi,
+        "lift_norm": float(np.mean(norm(tr) - norm(ctl))) if seeds else float("nan"),
+        "iqm": iqm(norm(tr)), "iqm_control": iqm(norm(ctl)),
+        "prob_improvement": probability_of_improvement(norm(tr), norm(ctl)),
+        "frac_positive": float(np.mean(lifts > 0)) if seeds else float("nan"),
+        "mde": min_detectable_lift(t["sd"], len(seeds)),
+        "agent_lifts": {int(s): float(v) for s, v in zip(seeds, lifts)},
+    }
+
+
+def primary_rows(cell_means: Mapping[tuple[int, str, int, int], float],
+                 refs: Mapping[int, AgentRef], mode: str, controls: Sequence[str],
+                 n_real: int, n_fake: int) -> list[dict]:
+    """The pre-registered comparison: `mode` against each control at one (n_real, n_fake),
+    over the agents that beat random; Holm across these tests only (a control mode "none"
+    is its unpadded cell, n_fake 0)."""
+    use = {s: r for s, r in refs.items() if r.beats_random}
+    rows = []
+    for c in controls:
+        row = _lift_row(cell_means, use, (mode, n_real, n_fake),
+                        (c, n_real, 0 if c == "none" else n_fake))
+        rows.append({"mode": mode, "control": c, "n_real": n_real, "n_fake": n_fake, **row})
+    for r, p in zip(rows, _holm([r["p"] for r in rows])):
+        r["p_holm"] = p
+        r["verdict"] = verdict(p, r["lift_lo"], r["lift_hi"], r["boot_lo"], r["boot_hi"])
+    return rows
+
+
+def format_primary(rows: Sequence[dict]) -> str:
+    """The primary comparison's lines, printed above the exploratory table."""
+    if not rows:
+        return ""
+    r0 = rows[0]
+    out = [f"PRIMARY (pre-registered in the profile): {r0['mode']} at n_real {r0['n_real']:,}, "
+           f"n_fake {r0['n_fake']:,}; Holm across its {len(rows)} control(s) only"]
+    for r in rows:
+        ci = f"[{_f(r['lift_lo'], signed=True)}, {_f(r['lift_hi'], signed=True)}]"
+        text = r["verdict"] + (f" (MDE {_f(r['mde'])})" if r["verdict"] == "no detectable effect"
+                               else "")
+        out.append(f"  vs {r['control']:<22} {r['k']:>3} agents  lift {_f(r['lift'], signed=True):>8} "
+                   f"95% CI {ci:>17}  p Holm {_f(r['p_holm'], '.3f')}  "
+                   f"P(impr) {_f(r['prob_improvement'], '.2f')}  {text}")
+    return "\n".join(out)
 
 
 def _holm(p: Sequence[float]) -> list[float]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import failpoints
 from ..artifacts import FitOutputs, TrialContext, study_agents
-from ..config import Config
+from ..config import Config, primary_cell, primary_missing
 from ..store import Store
 from .common import already_done
 
@@ -191,6 +191,11 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     game = fit.cfg.env.id
     means = cell_means(trials)
     rows = study.study_rows(means, refs, "all") + study.study_rows(means, refs, "sanity")
+    primary, skip = [], primary_missing(cfg) if cfg.study.primary else ""
+    if cfg.study.primary and not single and not skip:
+        n_r, n_f = primary_cell(cfg)
+        primary = study.primary_rows(means, refs, cfg.study.primary, cfg.study.primary_controls,
+                                     n_r, n_f)
     summary = stats.summarize(episode_rows(trials), cfg.env.win_threshold)
 
     if single:
@@ -205,6 +210,10 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
                  f"{agents[-1].seed}; {data_kind}); lift = each agent's padded cell minus its own "
                  "control")
         table = study.format_verdicts(rows, refs, title)
+        if primary:
+            table = study.format_primary(primary) + "\n\n" + table
+        elif skip:
+            table = f"PRIMARY ({cfg.study.primary}): not tested: {skip}\n\n" + table
     sane = [s for s, r in refs.items() if r.sanity_holds]
     metrics = {
         "n_trials": len(trials), "n_agents": len(agents), "agents": [a.seed for a in agents],
@@ -216,6 +225,9 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
         "sanity_holds_agents": sane,
         "refit_unconverged_trials": sum(not r.get("refit_converged", True) for r in trials),
         "summary": stats.to_jsonable(summary), "table": table,
+        "primary": stats.to_jsonable([{k: r[k] for k in ("mode", "control", "n_real", "n_fake",
+                                       "k", "lift", "lift_lo", "lift_hi", "p_holm", "verdict")}
+                                      for r in primary]),
     }
     if single:
         ref = refs[agents[0].seed]
@@ -236,6 +248,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
     writer.put_json("summary.json", {k: v for k, v in metrics.items() if k != "table"})
     writer.put_json("study.json", {"game": game, "agents": [a.seed for a in agents],
                                    "single_agent": single, "cells": stats.to_jsonable(rows),
+                                   "primary": stats.to_jsonable(primary),
                                    "refs": metrics["refs"],
                                    "references": [r for r in results if r["mode"] == "reference"]})
     writer.put_bytes("table.txt", (table + "\n").encode())
@@ -262,6 +275,11 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
                "agent, so its lifts do not answer the padding question"))
     if not single:
         log(f"[{STAGE}] sanity holds for {len(sane)} of {len(agents)} agents")
+        if skip:
+            log(f"[{STAGE}] study.primary ({cfg.study.primary}) not tested: {skip}")
+    elif cfg.study.primary:
+        log(f"[{STAGE}] study.primary is tested across agents: a single agent has no primary "
+            "test (set study.agents)")
     for line in padding_quality_lines(trials, single):
         log(f"[{STAGE}] {line}")
     log(f"[{STAGE}] outputs at {store.url(run_id, STAGE)}")

@@ -1,23 +1,11 @@
-"""Typed experiment configuration: TOML profiles -> frozen dataclasses.
-
-One config object is both what the CLI runs and what the manifest records.
-Every field declares its type and range; an unknown key, a wrong type or an
-out-of-range value is a ConfigError that names the key and the file.
-"""
+"""The config's sections as frozen dataclasses: every field with its type, range and doc."""
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import math
-import tomllib
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .modes import parse_mode
-
-PROFILES_DIR = Path(__file__).resolve().parent / "profiles"  # package data: works installed too
 
 
 class ConfigError(ValueError):
@@ -216,6 +204,15 @@ class StudyConfig:
                                            "seed + k - 1 (RLPAD_AGENTS in config.sh)")
     sanity_episodes: int = _f(30, lo=2, doc="separate evaluation episodes that judge each "
                                             "agent's sanity refit and its margin over random")
+    # The pre-registered question: one padded mode against its controls in one cell, tested
+    # as its own small family, so the many exploratory cells' correction does not drown it.
+    primary: str = _f("", doc="the primary comparison's padded mode (one of eval.modes, e.g. "
+                              "constrained:cvae); \"\" = none")
+    primary_controls: list[str] = _f(["none"], doc="modes the primary mode is compared with "
+                                                   "(each in eval.modes); Holm across them")
+    primary_n_real: int = _f(0, lo=0, doc="its n_real (in eval.n_real); 0 = the grid's "
+                                          "smallest n_real above 0")
+    primary_n_fake: int = _f(0, lo=0, doc="its n_fake (in eval.n_fake); 0 = the grid's largest")
 
 
 @dataclass(frozen=True)
@@ -246,140 +243,3 @@ class Config:
                     sec.pop(f.name)
             sub[n] = sec
         return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
-
-
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
-
-
-def _check_value(key: str, value, ftype, meta, source: str):
-    origin = typing.get_origin(ftype)
-    where = f"{source}: key '{key}'"
-    if origin is list:
-        (item_t,) = typing.get_args(ftype)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list of {item_t.__name__}, got {value!r}")
-        return [_check_value(f"{key}[{i}]", v, item_t, meta, source) for i, v in enumerate(value)]
-    if ftype is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-    elif ftype is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-    elif ftype is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be a finite number, got {value!r}")
-    elif ftype is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{where} must be one of {list(meta['choices'])}, got {value!r}")
-    if meta.get("lo") is not None and value < meta["lo"]:
-        raise ConfigError(f"{where} must be >= {meta['lo']}, got {value!r}")
-    if meta.get("hi") is not None and value > meta["hi"]:
-        raise ConfigError(f"{where} must be <= {meta['hi']}, got {value!r}")
-    return value
-
-
-def _build(cls, data: dict, prefix: str, source: str):
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{full}' (known: {', '.join(sorted(fields))})")
-        ftype = hints[key]
-        if dataclasses.is_dataclass(ftype):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{source}: key '{full}' must be a table [{full}]")
-            kwargs[key] = _build(ftype, value, f"{full}.", source)
-        else:
-            kwargs[key] = _check_value(full, value, ftype, fields[key].metadata, source)
-    return cls(**kwargs)
-
-
-def _cross_check(cfg: Config, source: str) -> None:
-    for m in cfg.eval.modes:
-        try:
-            parse_mode(m, cfg.gan.variant)
-        except ValueError as e:
-            raise ConfigError(f"{source}: key 'eval.modes': {e}") from None
-    if any(n < 0 for n in cfg.eval.n_real + cfg.eval.n_fake):
-        raise ConfigError(f"{source}: keys 'eval.n_real'/'eval.n_fake' must be >= 0")
-    if cfg.env.kind == "atari" and cfg.qnet.arch != "nature-cnn":
-        raise ConfigError(f"{source}: key 'qnet.arch' must be 'nature-cnn' for env.kind = 'atari'")
-    if cfg.env.kind == "classic" and cfg.qnet.arch != "mlp":
-        raise ConfigError(f"{source}: key 'qnet.arch' must be 'mlp' for env.kind = 'classic'")
-    if cfg.env.kind == "minatar" and cfg.qnet.arch != "minatar-cnn":
-        raise ConfigError(f"{source}: key 'qnet.arch' must be 'minatar-cnn' for env.kind = "
-                          "'minatar'")
-    if cfg.qnet.arch == "mlp" and not cfg.qnet.hidden:
-        raise ConfigError(f"{source}: key 'qnet.hidden' needs at least one layer (the cut)")
-    if cfg.dqn.eps_end > cfg.dqn.eps_start:
-        raise ConfigError(f"{source}: key 'dqn.eps_end' must be <= dqn.eps_start")
-
-
-def _set_dotted(d: dict, dotted: str, value) -> None:
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        d = d.setdefault(p, {})
-        if not isinstance(d, dict):
-            raise ConfigError(f"override: key '{dotted}' is not inside a table")
-    d[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, object]:
-    """'dqn.total_steps=1000' -> ('dqn.total_steps', 1000); the value is TOML."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected key=value, e.g. dqn.total_steps=1000")
-    key, raw = (s.strip() for s in text.split("=", 1))
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw  # bare words are strings: env.id=ALE/Pong-v5
-    return key, value
-
-
-def resolve_profile(name_or_path: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix == ".toml" or p.exists():
-        if not p.exists():
-            raise ConfigError(f"profile file {p} does not exist")
-        return p
-    cand = PROFILES_DIR / f"{name_or_path}.toml"
-    if not cand.exists():
-        known = sorted(q.stem for q in PROFILES_DIR.glob("*.toml"))
-        raise ConfigError(f"unknown profile {name_or_path!r} (known: {', '.join(known)})")
-    return cand
-
-
-def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a profile by name (profiles/<name>.toml) or path, then apply key=value overrides."""
-    path = resolve_profile(profile)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    if not data:
-        raise ConfigError(f"{path}: the profile is empty: a profile names its game and settings "
-                          "(start from profiles/quick.toml)")
-    cfg = _build(Config, data, "", str(path))
-    _cross_check(cfg, str(path))
-    if overrides:
-        merged = cfg.to_dict()
-        for ov in overrides:
-            key, value = parse_override(ov)
-            _set_dotted(merged, key, value)
-        source = f"{path} + overrides {list(overrides)}"
-        cfg = _build(Config, merged, "", source)
-        _cross_check(cfg, source)
-    return cfg
-
-
-def config_from_dict(data: dict, source: str = "manifest") -> Config:
-    cfg = _build(Config, data, "", source)
-    _cross_check(cfg, source)
-    return cfg
