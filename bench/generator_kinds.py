@@ -25,17 +25,17 @@ import numpy as np  # noqa: E402
 
 from rlpad.config import load_config  # noqa: E402
 from rlpad.embed import Embedded  # noqa: E402
-from rlpad.generators import fit_gan, holdout_split  # noqa: E402
+from rlpad.generators import fit_gan, generator_rows, holdout_split  # noqa: E402
 from rlpad.generators.quality import quality_report  # noqa: E402
 from rlpad.modes import kind_config  # noqa: E402
 from rlpad.trials import constrained_config  # noqa: E402
 
 
-def judge(fitted, emb, train_idx, hold_idx, seed):
+def judge(fitted, x, emb, train_idx, hold_idx, seed):
     t = time.perf_counter()
     fx, fl = fitted.sample(len(hold_idx), labels=emb.labels[hold_idx], seed=seed + 7)
-    rep = quality_report(emb.features[hold_idx], emb.labels[hold_idx], fx, fl,
-                         len(emb.class_table), seed=seed, train_x=emb.features[train_idx])
+    rep = quality_report(x[hold_idx], emb.labels[hold_idx], fx, fl,
+                         len(emb.class_table), seed=seed, train_x=x[train_idx])
     return rep, time.perf_counter() - t
 
 
@@ -53,19 +53,21 @@ def main() -> None:
     ap.add_argument("--kinds", default="wgan-gp,cvae,diffusion,cgan-seed")
     ap.add_argument("--n-real", default="100,500,2000")
     ap.add_argument("--peer-steps", type=int, default=300)
+    ap.add_argument("--profile", default="quick", help="the profile the embeddings' run used")
     ap.add_argument("--out")
     a = ap.parse_args()
-    prof = load_config("quick")
+    prof = load_config(a.profile)
     base = prof.gan
     emb = Embedded.load(a.embeddings)
+    x = generator_rows(emb.features, emb.rewards, base.reward)  # what stage 3 fits
     k = len(emb.class_table)
     train, hold = holdout_split(emb.labels, base.holdout_fraction, a.seed)
     rows = []
 
     peer = dataclasses.replace(base, steps=a.peer_steps, log_every=1, checkpoint_every=10**9)
     chunked = dataclasses.replace(peer, log_every=100)
-    _, t1 = timed_fit(emb.features[train], emb.labels[train], k, peer, a.seed)
-    _, tc = timed_fit(emb.features[train], emb.labels[train], k, chunked, a.seed)
+    _, t1 = timed_fit(x[train], emb.labels[train], k, peer, a.seed)
+    _, tc = timed_fit(x[train], emb.labels[train], k, chunked, a.seed)
     rows.append({"what": "peer: wgan-gp one step per call vs chunks of 100",
                  "per_call_steps_per_s": a.peer_steps / t1, "chunked_steps_per_s": a.peer_steps / tc,
                  "speedup": t1 / tc})
@@ -73,8 +75,8 @@ def main() -> None:
 
     for kind in a.kinds.split(","):
         cfg = kind_config(base, kind)  # as stage 3 fits it
-        f, wall = timed_fit(emb.features[train], emb.labels[train], k, cfg, a.seed)
-        rep, _ = judge(f, emb, train, hold, a.seed)
+        f, wall = timed_fit(x[train], emb.labels[train], k, cfg, a.seed)
+        rep, _ = judge(f, x, emb, train, hold, a.seed)
         t = time.perf_counter()
         f.sample(5000, seed=1)
         rows.append({"kind": kind, "fit": "all", "n": len(train), "wall_s": wall,
@@ -85,8 +87,8 @@ def main() -> None:
             rng = np.random.default_rng([a.seed, n_real])
             idx = np.sort(rng.choice(train, n_real, replace=False))
             ccfg = constrained_config(cfg, prof.eval, n_real)  # as a stage-4 trial fits it
-            f, wall = timed_fit(emb.features[idx], emb.labels[idx], k, ccfg, a.seed)
-            rep, _ = judge(f, emb, idx, hold, a.seed)
+            f, wall = timed_fit(x[idx], emb.labels[idx], k, ccfg, a.seed)
+            rep, _ = judge(f, x, emb, idx, hold, a.seed)
             rows.append({"kind": kind, "fit": "constrained", "n": n_real, "wall_s": wall,
                          **{m: rep[m] for m in ("c2st_accuracy", "fd_ratio", "memorisation_ratio")}})
             print(json.dumps(rows[-1]), flush=True)

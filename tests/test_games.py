@@ -47,3 +47,8 @@ def test_game_stages_1_to_4_at_a_tiny_budget(tmp_path, profile):
         assert fit["n_actions"] == 4
         signs = {int(k) for k in emb["metrics"]["class_counts"]}
         assert len(signs) > 4
+        # its shaped rewards are generated as a column beside the features (gan.reward)
+        gan = json.loads((tmp_path / "store" / "g" / "3-fit-gan" / "manifest.json").read_text())
+        assert gan["config"]["gan"]["reward"] == "feature"
+        meta = json.loads((tmp_path / "store" / "g" / "3-fit-gan" / "gan.json").read_text())
+        assert meta["feat_dim"] == 2 * emb["metrics"]["embed_dim"] + 1, meta["feat_dim"]

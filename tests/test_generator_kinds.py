@@ -102,3 +102,29 @@ def test_round_trip_reproducible_and_resumable(tmp_path, kind):
     res = fit_gan(x, y, 2, cfg, seed=3, state_dir=state)
     assert 0 < res.info["resumed_from"]["step"] < cfg.steps
     assert np.array_equal(sa, res.sample(200, seed=1)[0])         # resumed: identical
+
+
+def test_rewards_generated_as_a_column_keep_their_class_sign_and_spread():
+    """gan.reward = "feature" (shaped rewards): the reward is one more generated column. Rows
+    of a positive class carry rewards spread over U(0.5, 2), of a negative class -U(1, 3), of a
+    zero class 0; generated rewards take their class's sign and follow each class's spread."""
+    from rlpad.generators import generator_rows, to_transitions
+
+    rng = np.random.default_rng(7)
+    d = 4
+    table = np.array([[0, 1, 0], [0, -1, 0], [0, 0, 0]], np.int32)  # (action, sign, terminal)
+    lab = rng.integers(0, 3, 4000).astype(np.int32)
+    feats = (rng.standard_normal((4000, 2 * d)) + lab[:, None]).astype(np.float32)
+    r = np.where(lab == 0, rng.uniform(0.5, 2.0, 4000),
+                 np.where(lab == 1, -rng.uniform(1.0, 3.0, 4000), 0.0)).astype(np.float32)
+    x = generator_rows(feats, r, "feature")
+    assert x.shape == (4000, 2 * d + 1) and generator_rows(feats, r, "class") is feats
+    gan = fit_gan(x, lab, 3, cfg_for("cvae", steps=1500), seed=3)
+    fx, fl = gan.sample(3000, labels=np.repeat([0, 1, 2], 1000).astype(np.int32), seed=4)
+    t = to_transitions(fx, fl, table, d)
+    pos, neg, zero = (t["reward"][fl == c] for c in (0, 1, 2))
+    assert (pos >= 0).all() and (neg <= 0).all() and (zero == 0).all()
+    assert abs(pos.mean() - 1.25) < 0.25 and abs(neg.mean() + 2.0) < 0.4  # U(0.5,2), -U(1,3)
+    assert pos.std() > 0.2 and neg.std() > 0.3  # a spread, not one size per sign
+    with pytest.raises(Exception, match="reward column"):
+        to_transitions(fx[:, :-2], fl, table, d)

@@ -129,12 +129,15 @@ def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
     x = emb.features
     real = Transitions(x[:, :d], emb.actions, emb.rewards, x[:, :d] + x[:, d:],
                        emb.terminals.astype(np.float32))
+    from .generators import generator_rows
+
+    rows = generator_rows(x, emb.rewards, cfg.gan.reward)  # what generators fit and sample
     spec = fit.spec()
     cut = split_at_cut(fit.qnet(), fit.cfg.qnet, spec.obs_shape)
     primary = cfg.gan.variant
     gans = {k: load_fitted_gan(store, ctx.run, agent, gan_stage(k, primary))
             for k in simple_kinds(cfg.eval.modes, primary)}
-    return TrialArtifacts(cfg, fit.cfg, real, x, emb.labels, emb.class_table, d,
+    return TrialArtifacts(cfg, fit.cfg, real, rows, emb.labels, emb.class_table, d,
                           fit.cfg.dqn.gamma, spec, cut.encoder, cut.head, gans)
 
 
@@ -151,6 +154,9 @@ def _fake_transitions(art: TrialArtifacts, gan, n: int, real_sub, seed: int):
 
     x, labels = gan.sample(n, seed=seed)
     t = to_transitions(x, labels, art.class_table, art.embed_dim)
+    if "reward" in t:  # generated with the row (gan.reward = "feature")
+        return Transitions(t["e_s"], t["action"], t["reward"], t["e_next"],
+                           t["terminal"].astype(np.float32))
     # A class carries the reward's sign; its size is the mean |r| of that sign in the
     # trial's own real sample (CartPole: always 1).
     sign = t["reward_sign"]

@@ -100,6 +100,11 @@ class GanConfig:
     variant: str = _f("wgan-gp", choices=("cgan-seed", "wgan-gp", "cvae", "diffusion"),
                       doc="the generator's kind: the seed's cGAN, WGAN-GP, a conditional VAE, "
                           "or an EDM diffusion model")
+    reward: str = _f("class", choices=("class", "feature"), only_if=("reward", "feature"),
+                     doc="class: a generated row's class fixes the reward's sign and its size is "
+                         "the mean |r| of that sign in the trial's real sample (rewards of a few "
+                         "values); feature: the generator also generates the reward, one more "
+                         "column beside e(s) and e(s')-e(s) (shaped rewards), with its class's sign")
     latent_dim: int = _f(100, lo=1)
     steps: int = _f(5_000, lo=1)
     batch_size: int = _f(100, lo=1)

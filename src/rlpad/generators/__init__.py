@@ -29,11 +29,11 @@ No pickle anywhere.
 """
 from .checkpoint import find_checkpoint
 from .common import CKPT_MARKER, CKPT_PREFIX, FORMAT, FORMAT_VERSION, GanError
-from .data import holdout_split, to_transitions
+from .data import generator_rows, holdout_split, to_transitions
 from .fitted import FittedGan, NormStats, gan_config_from_dict
 from .gan_models import build_discriminator, build_generator
 from .train import fit_gan
 
 __all__ = ["CKPT_MARKER", "CKPT_PREFIX", "FORMAT", "FORMAT_VERSION", "FittedGan", "GanError",
            "NormStats", "build_discriminator", "build_generator", "find_checkpoint", "fit_gan",
-           "gan_config_from_dict", "holdout_split", "to_transitions"]
+           "gan_config_from_dict", "generator_rows", "holdout_split", "to_transitions"]

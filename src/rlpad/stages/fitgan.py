@@ -33,7 +33,7 @@ def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bo
               log: Callable[[str], None], agent: Agent | None) -> dict:
     stage = agent.stage(name) if agent else name
     from ..embed import Embedded
-    from ..generators import fit_gan, holdout_split
+    from ..generators import fit_gan, generator_rows, holdout_split
     from ..generators.quality import plot_histograms, plot_training, quality_report
     from ..progress import Progress
 
@@ -45,6 +45,7 @@ def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bo
     if done:
         return done["metrics"]
     emb = Embedded.load(tr.local_path("embeddings.h5"))
+    x = generator_rows(emb.features, emb.rewards, gcfg.reward)
     n_classes = len(emb.class_table)
     train, hold = holdout_split(emb.labels, gcfg.holdout_fraction, cfg.seed)
     ckpt = StoreCheckpointer(store, run_id, stage, config_hash)
@@ -57,19 +58,19 @@ def _fit_kind(cfg: Config, gcfg, name: str, store: Store, run_id: str, force: bo
             log(f"[{stage}] resuming from checkpoint at step {marker['step']:,}")
         prog = Progress(gcfg.steps, stage)
         fitted = fit_gan(
-            emb.features[train], emb.labels[train], n_classes, gcfg, seed=cfg.seed,
+            x[train], emb.labels[train], n_classes, gcfg, seed=cfg.seed,
             progress=lambda step, total, info: prog.update(step, **{k: v for k, v in info.items()
                                                                    if isinstance(v, float)}),
             state_dir=state_dir,
             on_checkpoint=lambda folder, step: ckpt.save(folder, step, {}))
         prog.close()
         fake_x, fake_l = fitted.sample(len(hold), labels=emb.labels[hold], seed=cfg.seed + 7)
-        report = quality_report(emb.features[hold], emb.labels[hold], fake_x, fake_l, n_classes,
-                                seed=cfg.seed, train_x=emb.features[train])
+        report = quality_report(x[hold], emb.labels[hold], fake_x, fake_l, n_classes,
+                                seed=cfg.seed, train_x=x[train])
         out = os.path.join(work, "out")
         names = fitted.save(out)
         plot_training(fitted.history, os.path.join(out, "training.png"))
-        plot_histograms(emb.features[hold], fake_x, os.path.join(out, "histograms.png"))
+        plot_histograms(x[hold], fake_x, os.path.join(out, "histograms.png"))
         with open(os.path.join(out, "quality.json"), "w") as f:
             json.dump(report, f, indent=1)
         for name in names + ["training.png", "histograms.png", "quality.json"]:
