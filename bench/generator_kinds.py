@@ -7,8 +7,13 @@ a 1-step fit first), steps/s and the time to sample 5,000 transitions.
 Peer, in the same run: the WGAN-GP loop one step per call (a chunk of 1, as the loop ran
 before compiled chunks), against the chunked loop on the same settings.
 
+--time-to C (e.g. 0.75): per kind, fits of 1k, 2k, 4k, 8k, 16k steps and the kind's own
+budget, in that order, until one's held-out C2ST is <= C: its steps and fit wall time, and the
+peer's time for as many steps at its per-call rate.
+
 Usage: .venv/bin/python bench/generator_kinds.py --embeddings STORE/RUN/agents/S/2-transform/embeddings.h5
-           --seed S [--kinds wgan-gp,cvae,diffusion,cgan-seed] [--n-real 100,500,2000] [--out F.json]
+           --seed S [--kinds wgan-gp,cvae,diffusion,cgan-seed] [--n-real 100,500,2000]
+           [--profile quick] [--time-to 0.75] [--out F.json]
 """
 from __future__ import annotations
 
@@ -46,6 +51,23 @@ def timed_fit(x, y, k, cfg, seed):
     return f, time.perf_counter() - t
 
 
+def time_to(bar, x, emb, train, hold, k, cfg, seed, peer_steps_per_s) -> dict:
+    """The first fit of the ladder whose held-out C2ST is <= bar."""
+    ladder = sorted({s for s in (1000, 2000, 4000, 8000, 16000) if s < cfg.steps} | {cfg.steps})
+    tried = []
+    for steps in ladder:
+        f, wall = timed_fit(x[train], emb.labels[train], k,
+                            dataclasses.replace(cfg, steps=steps), seed)
+        c = judge(f, x, emb, train, hold, seed)[0]["c2st_accuracy"]
+        tried.append({"steps": steps, "wall_s": wall, "c2st": c})
+        if c <= bar:
+            return {"kind": cfg.variant, "fit": f"time to C2ST <= {bar}", "steps": steps,
+                    "wall_s": wall, "c2st_accuracy": c,
+                    "peer_wall_s": steps / peer_steps_per_s, "ladder": tried}
+    return {"kind": cfg.variant, "fit": f"time to C2ST <= {bar}", "steps": None,
+            "wall_s": None, "c2st_accuracy": None, "ladder": tried}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--embeddings", required=True)
@@ -54,6 +76,8 @@ def main() -> None:
     ap.add_argument("--n-real", default="100,500,2000")
     ap.add_argument("--peer-steps", type=int, default=300)
     ap.add_argument("--profile", default="quick", help="the profile the embeddings' run used")
+    ap.add_argument("--time-to", type=float, default=None, metavar="C2ST",
+                    help="also: steps and wall time until a fit's C2ST is <= this")
     ap.add_argument("--out")
     a = ap.parse_args()
     prof = load_config(a.profile)
@@ -83,6 +107,10 @@ def main() -> None:
                      "steps_per_s": cfg.steps / wall, "sample_5000_s": time.perf_counter() - t,
                      **{m: rep[m] for m in ("c2st_accuracy", "fd_ratio", "memorisation_ratio")}})
         print(json.dumps(rows[-1]), flush=True)
+        if a.time_to is not None:
+            rows.append(time_to(a.time_to, x, emb, train, hold, k, cfg, a.seed,
+                                peer_steps_per_s=a.peer_steps / t1))
+            print(json.dumps(rows[-1]), flush=True)
         for n_real in [int(v) for v in a.n_real.split(",")]:
             rng = np.random.default_rng([a.seed, n_real])
             idx = np.sort(rng.choice(train, n_real, replace=False))
