@@ -111,9 +111,10 @@ def worker_grid(args) -> dict:
         warm = time.perf_counter() - t
     return {"master": args.master, "slots": slots, "trials": len(res), "cold_s": cold,
             "warm_s": warm, "session_s": session_s,
-            "trial_wall_sum_s": sum(r["wall_s"] for r in again),
-            "scores": {r["trial_id"]: r["scores"] for r in res},
-            "same_again": [r["scores"] for r in res] == [r["scores"] for r in again],
+            "trial_wall_sum_s": sum(r.get("wall_s", 0.0) for r in again),
+            # an agent's reference task (a study's grid has one per agent) has no "scores"
+            "scores": {r["trial_id"]: r["scores"] for r in res if "scores" in r},
+            "same_again": [r.get("scores") for r in res] == [r.get("scores") for r in again],
             "load": os.getloadavg()[0]}
 
 

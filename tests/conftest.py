@@ -97,7 +97,7 @@ def _in_process(argv: list[str]) -> subprocess.CompletedProcess:
             try:
                 rc = main(argv)
             except SystemExit as e:  # argparse's usage errors
-                rc = e.code if isinstance(e.code, int) else 1
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
             except Exception:  # what the interpreter would print before exiting 1
                 traceback.print_exc()
                 rc = 1

@@ -144,3 +144,23 @@ def test_breakout_frames_round_trip_exactly(tmp_path, monkeypatch):
     assert n == ds.total_episodes >= 2 and truncs >= 1  # the 120-step limit truncates
     lost = np.concatenate([ep.infos["life_lost"] for ep in ds.iterate_episodes()])
     assert lost.any()
+
+
+def test_ids_are_minaris_and_a_stale_stage2_is_refused(quick_run, tmp_path):
+    import shutil
+
+    from rlpad.stages.export import dataset_id
+
+    assert dataset_id("exp.1", 3, 2, "replay") == "rlpad/exp_1/seed3/replay-v0"
+    assert dataset_id("exp1", 1, 1, "policy") == "rlpad/exp1/policy-v0"
+    store, run = quick_run
+    copy = tmp_path / "store"
+    shutil.copytree(f"{store}/{run}", copy / run)
+    m = copy / run / "2-transform" / "manifest.json"
+    man = json.loads(m.read_text())
+    man["upstream"] = {k: "0" * 64 for k in man["upstream"]}  # stage 2 of another stage 1
+    m.write_text(json.dumps(man))
+    p = rlpad("export", "minari", "--store", str(copy), "--run", run, "--out",
+              str(tmp_path / "minari"), "--dataset", "embedded", check=False)
+    assert p.returncode == 2 and "was made from another stage 1" in p.stderr
+    assert not (tmp_path / "minari" / "rlpad").exists()  # nothing written

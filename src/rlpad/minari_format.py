@@ -113,11 +113,18 @@ def write_dataset(root: str | os.PathLike, dataset_id: str, episodes: Iterable[E
         if env_spec_json is not None:
             metadata["env_spec"] = env_spec_json
         (data / "metadata.json").write_text(json.dumps(metadata))
+        work.chmod(0o755)  # mkdtemp's 0700 would hide it in a shared datasets folder
         old = None
         if final.exists():
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            old.rmdir()
             final.rename(old)
-        work.rename(final)
+        try:
+            work.rename(final)
+        except OSError:
+            if old is not None:
+                old.rename(final)  # the old dataset back where it was
+            raise
         if old is not None:
             shutil.rmtree(old)
         return metadata

@@ -129,7 +129,7 @@ def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
     x = emb.features
     real = Transitions(x[:, :d], emb.actions, emb.rewards, x[:, :d] + x[:, d:],
                        emb.terminals.astype(np.float32))
-    from .generators import generator_rows
+    from .generators import GanError, generator_rows
 
     rows = generator_rows(x, emb.rewards, cfg.gan.reward)  # what generators fit and sample
     spec = fit.spec()
@@ -137,6 +137,11 @@ def load_artifacts(ctx: TrialContext, agent_seed: int) -> TrialArtifacts:
     primary = cfg.gan.variant
     gans = {k: load_fitted_gan(store, ctx.run, agent, gan_stage(k, primary))
             for k in simple_kinds(cfg.eval.modes, primary)}
+    for k, g in gans.items():
+        if g.feat_dim != rows.shape[1]:
+            raise GanError(f"stage 3's {k} generator makes rows of {g.feat_dim} features, this "
+                           f"grid's gan.reward = {cfg.gan.reward!r} needs {rows.shape[1]}: rerun "
+                           "`bash 3-fit-gan.sh` with the same [gan] as stage 4")
     return TrialArtifacts(cfg, fit.cfg, real, rows, emb.labels, emb.class_table, d,
                           fit.cfg.dqn.gamma, spec, cut.encoder, cut.head, gans)
 

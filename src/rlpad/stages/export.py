@@ -16,6 +16,7 @@ recording stopped ends truncated. Episode seeds are kept when the replay holds i
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from ..artifacts import FitOutputs, study_agents
 from ..config import Config
-from ..minari_format import Episode, env_spec_json, write_dataset
+from ..minari_format import Episode, dataset_dir, env_spec_json, write_dataset
 from ..replay import ReplayMemory
 from ..seeding import derive_seed, episode_seed
 from ..store import Store, StoreError
@@ -38,7 +39,10 @@ def minari_root() -> Path:
 
 
 def dataset_id(run: str, seed: int, n_agents: int, dataset: str) -> str:
-    return f"rlpad/{run}/{dataset}-v0" if n_agents == 1 else f"rlpad/{run}/seed{seed}/{dataset}-v0"
+    """Minari ids take [-_A-Za-z0-9/]: a run id's other characters become "_" (the run id
+    itself is in the dataset's metadata)."""
+    ns = "rlpad/" + re.sub(r"[^-\w]", "_", run)
+    return f"{ns}/{dataset}-v0" if n_agents == 1 else f"{ns}/seed{seed}/{dataset}-v0"
 
 
 def replay_episodes(replay: ReplayMemory, action_ids: tuple[int, ...], obs_dtype,
@@ -100,9 +104,18 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
     for a in agents:
         fit = FitOutputs.open(store, run, a)
         tr = store.require(run, a.stage("2-transform")) if set(datasets) - {"replay"} else None
+        if tr is not None and tr.manifest.get("upstream", {}).get(fit.reader.stage) != \
+                fit.reader.manifest_sha256:
+            raise StoreError(f"{store.url(run, tr.stage)} was made from another stage 1 than "
+                             f"{store.url(run, fit.reader.stage)}; rerun `bash 2-transform.sh` "
+                             "with --force")
         if "policy" in datasets and "policy_replay.h5" not in tr.manifest["files"]:
             raise StoreError(f"{store.url(run, tr.stage)} holds no recorded play (its "
                              "transform.dataset is not \"policy\"): export --dataset replay")
+        for name in datasets:
+            where = dataset_dir(root, dataset_id(run, a.seed, len(study_agents(cfg)), name))
+            if where.exists() and not force:
+                raise FileExistsError(f"{where} exists; pass --force to replace it")
         plan.append((a, fit, tr))
     out = []
     for a, fit, tr in plan:
@@ -133,8 +146,8 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
                     space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
             meta = write_dataset(
                 root, did, episodes, space, act_space, spec_json if name != "embedded" else None,
-                extra={"author": ["rlpad"], "algorithm_name": "rlpad DQN" if name == "replay"
-                       else "epsilon-greedy play of the rlpad agent",
+                extra={"author": ["rlpad"], "algorithm_name": "rlpad DQN (learning history)"
+                       if "1-fit" in source else "epsilon-greedy play of the rlpad agent",
                        "code_permalink": "rlpad export minari",
                        "rlpad": {"run": run, "agent_seed": a.seed, "dataset": name,
                                  "source": source, "env_id": fit.cfg.env.id,
