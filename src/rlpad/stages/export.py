@@ -93,6 +93,7 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
     if bad:
         raise ValueError(f"--dataset {bad[0]!r}: choose from {', '.join(DATASETS)}")
     agents = study_agents(cfg)
+    n_agents = len(agents)  # ids name the seed in a study, whichever agents are exported
     if agent_seed is not None:
         agents = [a for a in agents if a.seed == agent_seed]
         if not agents:
@@ -112,13 +113,13 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
         if "policy" in datasets and "policy_replay.h5" not in tr.manifest["files"]:
             raise StoreError(f"{store.url(run, tr.stage)} holds no recorded play (its "
                              "transform.dataset is not \"policy\"): export --dataset replay")
-        for name in datasets:
-            where = dataset_dir(root, dataset_id(run, a.seed, len(study_agents(cfg)), name))
-            if where.exists() and not force:
-                raise FileExistsError(f"{where} exists; pass --force to replace it")
-        plan.append((a, fit, tr))
+        ids = {name: dataset_id(run, a.seed, n_agents, name) for name in datasets}
+        for did in ids.values():
+            if dataset_dir(root, did).exists() and not force:
+                raise FileExistsError(f"{dataset_dir(root, did)} exists; pass --force to replace it")
+        plan.append((a, fit, tr, ids))
     out = []
-    for a, fit, tr in plan:
+    for a, fit, tr, ids in plan:
         spec = fit.spec()
         env = make_env(fit.cfg.env)
         try:
@@ -126,7 +127,7 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
         finally:
             env.close()
         for name in datasets:
-            did = dataset_id(run, a.seed, len(study_agents(cfg)), name)
+            did = ids[name]
             if name == "replay":
                 replay = ReplayMemory.load(fit.reader.local_path("replay.h5"))
                 actor_seed = fit.cfg.seed if _whole_run(replay) else None
