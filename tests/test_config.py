@@ -210,9 +210,9 @@ def test_override_without_equals():
 
 def test_overrides_apply_typed():
     cfg = load_config("quick", ["dqn.total_steps=1234", "dqn.lr=0.01", "qnet.hidden=[32, 8]",
-                                "dqn.double_dqn=true", "seed=7"])
+                                "learner.kind=double-dqn", "seed=7"])
     assert cfg.dqn.total_steps == 1234 and cfg.dqn.lr == 0.01
-    assert cfg.qnet.hidden == [32, 8] and cfg.dqn.double_dqn is True and cfg.seed == 7
+    assert cfg.qnet.hidden == [32, 8] and cfg.double_dqn is True and cfg.seed == 7
     # untouched values stay the profile's
     assert cfg.dqn.batch_size == 64 and cfg.env.id == "CartPole-v1"
 

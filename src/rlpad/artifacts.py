@@ -64,7 +64,7 @@ class FitOutputs:
         # Only what stage 1 depends on: later additions to other sections must not make
         # finished runs unreadable.
         recorded = reader.manifest["config"]
-        own = {k: recorded[k] for k in ("seed", "env", "qnet", "dqn") if k in recorded}
+        own = {k: recorded[k] for k in ("seed", "env", "learner", "qnet", "dqn") if k in recorded}
         return cls(reader, config_from_dict(own, f"{store.url(run, reader.stage, 'manifest.json')}"))
 
     def spec(self):

@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "embedded (stage 2's e(s) episodes); default replay")
     p.add_argument("--out", default=None, help="datasets folder (default: minari's, "
                    "MINARI_DATASETS_PATH or ~/.minari/datasets)")
+    p = sub.add_parser("play", help="a stored agent plays greedily; GIFs of its episodes "
+                                    "with their scores go to the store (<run>/play/)")
+    _common(p)
+    p.add_argument("--agent", type=int, default=None, metavar="SEED",
+                   help="one agent of a study (default: every agent of the run)")
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=0, help="cut an episode after this many "
+                   "agent steps (0: play it to its end)")
+    p.add_argument("--fps", type=int, default=30)
     return ap
 
 
@@ -98,6 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             export_minari(cfg, store, args.run, args.agent,
                           tuple(d.strip() for d in args.dataset.split(",") if d.strip()),
                           args.out, force=args.force)
+            return 0
+        if args.command == "play":
+            from .stages.watch import play_agents
+
+            if args.episodes < 1 or args.max_steps < 0 or args.fps < 1:
+                raise ValueError("--episodes and --fps must be >= 1, --max-steps >= 0")
+            play_agents(cfg, store, args.run, args.agent, args.episodes, args.max_steps, args.fps)
             return 0
         from .spark import SparkSettings, spark_submit_command
 

@@ -43,6 +43,7 @@ def load_optimizer(opt: FusedOptimizer, path: str) -> None:
 class DQNAgent:
     def __init__(self, cfg: Config, spec: EnvSpec):
         self.cfg, self.spec = cfg.dqn, spec
+        self.double = cfg.double_dqn  # learner.kind = "double-dqn" (or the older flag)
         self.online: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
         self.target: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
         self.sync_target()
@@ -66,7 +67,7 @@ class DQNAgent:
     def _train_step(self, s, a, r, s2, done):
         c = self.cfg
         q_next = self.target.model(s2, training=False)
-        if c.double_dqn:
+        if self.double:
             a2 = tf.argmax(self.online.model(s2, training=False), axis=1)
             v_next = tf.gather(q_next, a2, axis=1, batch_dims=1)
         else:

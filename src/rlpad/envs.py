@@ -37,12 +37,13 @@ class EnvSpec:
         return (self.stack, *self.frame_shape)
 
 
-def _base_env(cfg: EnvConfig) -> gym.Env:
+def _base_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
+    mode = {"render_mode": "rgb_array"} if render else {}
     if cfg.kind == "atari":
         import ale_py
 
         gym.register_envs(ale_py)
-        env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0)
+        env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0, **mode)
         env = gym.wrappers.AtariPreprocessing(
             env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84,
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
@@ -54,12 +55,13 @@ def _base_env(cfg: EnvConfig) -> gym.Env:
         if cfg.id not in gym.registry:
             minatar.gym.register_envs()
     kwargs = {"max_episode_steps": cfg.max_episode_steps} if cfg.max_episode_steps else {}
-    return gym.make(cfg.id, **kwargs)
+    return gym.make(cfg.id, **kwargs, **mode)
 
 
-def make_env(cfg: EnvConfig) -> gym.Env:
+def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
+    """render: env.render() returns RGB frames (what `rlpad play` records)."""
     try:
-        return _base_env(cfg)
+        return _base_env(cfg, render)
     except gym.error.Error as e:
         raise ValueError(f"env.id {cfg.id!r} cannot be made: {e}") from e
 

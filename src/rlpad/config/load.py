@@ -65,6 +65,18 @@ def _build(cls, data: dict, prefix: str, source: str):
     return cls(**kwargs)
 
 
+def _check_learner(cfg: Config, source: str, double_flag_set: bool) -> None:
+    """double_flag_set: dqn.double_dqn was written in the profile or an override (its
+    default false says nothing about the learner)."""
+    kind, flag = cfg.learner.kind, cfg.dqn.double_dqn
+    if kind == "dqn" and flag:
+        raise ConfigError(f"{source}: key 'learner.kind' = 'dqn' contradicts 'dqn.double_dqn' = "
+                          "true: set learner.kind = \"double-dqn\" and drop dqn.double_dqn")
+    if kind == "double-dqn" and double_flag_set and not flag:
+        raise ConfigError(f"{source}: key 'learner.kind' = 'double-dqn' contradicts "
+                          "'dqn.double_dqn' = false: drop dqn.double_dqn (the kind sets it)")
+
+
 def _cross_check(cfg: Config, source: str) -> None:
     for m in cfg.eval.modes:
         try:
@@ -175,6 +187,8 @@ def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Co
                           "(start from profiles/quick.toml)")
     cfg = _build(Config, data, "", str(path))
     _cross_check(cfg, str(path))
+    flag_set = "double_dqn" in data.get("dqn", {})
+    _check_learner(cfg, str(path), flag_set)
     if overrides:
         merged = cfg.to_dict()
         for ov in overrides:
@@ -183,10 +197,14 @@ def load_config(profile: str, overrides: list[str] | tuple[str, ...] = ()) -> Co
         source = f"{path} + overrides {list(overrides)}"
         cfg = _build(Config, merged, "", source)
         _cross_check(cfg, source)
+        flag_set = flag_set or any(parse_override(ov)[0] == "dqn.double_dqn" for ov in overrides)
+        _check_learner(cfg, source, flag_set)
     return cfg
 
 
 def config_from_dict(data: dict, source: str = "manifest") -> Config:
+    if "learner" not in data and data.get("dqn", {}).get("double_dqn"):
+        data = {**data, "learner": {"kind": "double-dqn"}}  # recorded before learners had names
     cfg = _build(Config, data, "", source)
     _cross_check(cfg, source)
     return cfg

@@ -42,6 +42,17 @@ class QNetConfig:
     embed_dim: int = _f(512, lo=1, doc="nature-cnn / minatar-cnn: width of the cut Dense layer")
 
 
+LEARNERS = ("dqn", "double-dqn")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    kind: str = _f("dqn", choices=LEARNERS,
+                   doc="stage 1's learner: dqn (Mnih et al. 2015, as the seed) or double-dqn (DQN "
+                       "with Double-DQN targets, van Hasselt et al. 2016); both use [dqn]'s "
+                       "settings and write the same stage-1 outputs")
+
+
 @dataclass(frozen=True)
 class DQNConfig:
     total_steps: int = _f(50_000, lo=1, doc="agent (env) steps")
@@ -60,7 +71,8 @@ class DQNConfig:
     loss: str = _f("huber", choices=("huber", "mse"))
     max_grad_norm: float = _f(10.0, lo=0.0, doc="0 = no clipping")
     clip_reward: bool = _f(False, doc="clip rewards to [-1, 1] for learning (Atari)")
-    double_dqn: bool = _f(False, doc="Double DQN targets (the seed used plain DQN)")
+    double_dqn: bool = _f(False, doc="Double DQN targets (the seed used plain DQN); prefer "
+                                     "learner.kind = \"double-dqn\"")
     eps_start: float = _f(1.0, lo=0.0, hi=1.0)
     eps_end: float = _f(0.05, lo=0.0, hi=1.0)
     eps_decay_steps: int = _f(10_000, lo=1)
@@ -226,6 +238,7 @@ class Config:
     description: str = _f("")
     source: str = _f("", doc="where the numbers come from")
     env: EnvConfig = field(default_factory=EnvConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
     qnet: QNetConfig = field(default_factory=QNetConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -248,3 +261,13 @@ class Config:
                     sec.pop(f.name)
             sub[n] = sec
         return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fit_hash(self) -> str:
+        """Stage 1's hash: the learner's section counts only for a learner other than plain DQN,
+        so runs made before learners were chosen by name keep their stage 1."""
+        names = ("env", "qnet", "dqn") + (("learner",) if self.learner.kind != "dqn" else ())
+        return self.section_hash(*names)
+
+    @property
+    def double_dqn(self) -> bool:
+        return self.learner.kind == "double-dqn" or self.dqn.double_dqn

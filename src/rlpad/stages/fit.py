@@ -1,4 +1,4 @@
-"""Stage 1: fit a DQN; publish its Q-net, replay memory, learning curve and TensorBoard logs."""
+"""Stage 1: fit the profile's learner (DQN or Double DQN); publish its Q-net, replay memory, learning curve and TensorBoard logs."""
 from __future__ import annotations
 
 import csv
@@ -49,30 +49,30 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         log: Callable[[str], None] = print, agent: Agent | None = None) -> dict:
     """cfg: the agent's own config (its seed); agent: where its stages live (None: <run>/)."""
     stage = agent.stage(STAGE) if agent else STAGE
-    config_hash = cfg.section_hash("env", "qnet", "dqn")
+    config_hash = cfg.fit_hash()
     done = already_done(store, run_id, stage, config_hash, force, log)
     if done:
         return done["metrics"]
-    from ..dqn import train_dqn  # TensorFlow loads only when the stage really runs
+    from ..learners import learner  # TensorFlow loads only when the stage really runs
     from ..envs import env_spec
     spec = env_spec(cfg.env)
     writer = store.writer(run_id, stage)
     writer.begin()
     with tempfile.TemporaryDirectory(prefix="rlpad-fit-") as work:
         tb = os.path.join(work, "tb")
-        res = train_dqn(cfg, spec, work, StoreCheckpointer(store, run_id, stage, config_hash),
+        res = learner(cfg.learner.kind)(cfg, spec, work, StoreCheckpointer(store, run_id, stage, config_hash),
                         log=log, tb_dir=tb)
         out = os.path.join(work, "out")
         os.makedirs(out)
         res.agent.online.model.save_weights(os.path.join(out, "qnet.weights.h5"))
         res.replay.save(os.path.join(out, "replay.h5"))
         write_csv(res.curve, os.path.join(out, "curve.csv"))
-        plot_curve(res.curve, os.path.join(out, "curve.png"), f"{cfg.env.id}: stage-1 DQN")
+        plot_curve(res.curve, os.path.join(out, "curve.png"), f"{cfg.env.id}: stage-1 {cfg.learner.kind}")
         for name in sorted(os.listdir(out)):
             writer.put_file(os.path.join(out, name), name)
         for name in sorted(os.listdir(tb)):
             writer.put_file(os.path.join(tb, name), f"tb/{name}")
-        metrics = {**res.metrics, "env_id": cfg.env.id, "n_actions": spec.n_actions,
+        metrics = {**res.metrics, "learner": cfg.learner.kind, "env_id": cfg.env.id, "n_actions": spec.n_actions,
                    "embed_dim": res.agent.online.embed_dim}
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       run_info={"resumed_from_step": res.resumed_from})
