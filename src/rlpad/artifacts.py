@@ -43,6 +43,18 @@ def study_agents(cfg: Config) -> list[Agent]:
     return [Agent(cfg.seed + i, f"agents/{cfg.seed + i}/") for i in range(k)]
 
 
+def select_agents(cfg: Config, seed: int | None) -> list[Agent]:
+    """Every agent of the run, or the one named by its seed (a CLI's --agent)."""
+    agents = study_agents(cfg)
+    if seed is None:
+        return agents
+    chosen = [a for a in agents if a.seed == seed]
+    if not chosen:
+        raise ValueError(f"--agent {seed} is not an agent of this run (study.agents = "
+                         f"{cfg.study.agents}, seeds from {cfg.seed})")
+    return chosen
+
+
 def agent_by_seed(cfg: Config, seed: int) -> Agent:
     for a in study_agents(cfg):
         if a.seed == seed:

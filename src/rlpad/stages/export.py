@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..artifacts import FitOutputs, study_agents
+from ..artifacts import FitOutputs, select_agents
 from ..config import Config
 from ..minari_format import Episode, dataset_dir, env_spec_json, write_dataset
 from ..replay import ReplayMemory
@@ -92,13 +92,8 @@ def export_minari(cfg: Config, store: Store, run: str, agent_seed: int | None = 
     bad = [d for d in datasets if d not in DATASETS]
     if bad:
         raise ValueError(f"--dataset {bad[0]!r}: choose from {', '.join(DATASETS)}")
-    agents = study_agents(cfg)
-    n_agents = len(agents)  # ids name the seed in a study, whichever agents are exported
-    if agent_seed is not None:
-        agents = [a for a in agents if a.seed == agent_seed]
-        if not agents:
-            raise ValueError(f"--agent {agent_seed} is not an agent of this run (study.agents = "
-                             f"{cfg.study.agents}, seeds from {cfg.seed})")
+    n_agents = cfg.study.agents  # ids name the seed in a study, whichever agents are exported
+    agents = select_agents(cfg, agent_seed)
     root = Path(root) if root is not None else minari_root()
     # every upstream stage is opened (and so checked to exist) before anything is written
     plan = []

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..artifacts import FitOutputs, study_agents
+from ..artifacts import FitOutputs, select_agents
 from ..config import Config
 from ..store import Store
 
@@ -67,13 +67,7 @@ def play_agents(cfg: Config, store: Store, run: str, agent_seed: int | None = No
     and their scores in `<agent>/play/`. Returns each agent's metrics."""
     import tensorflow as tf
 
-    agents = study_agents(cfg)
-    if agent_seed is not None:
-        agents = [a for a in agents if a.seed == agent_seed]
-        if not agents:
-            raise ValueError(f"--agent {agent_seed} is not an agent of this run (study.agents = "
-                             f"{cfg.study.agents}, seeds from {cfg.seed})")
-    fits = [(a, FitOutputs.open(store, run, a)) for a in agents]  # all exist before any work
+    fits = [(a, FitOutputs.open(store, run, a)) for a in select_agents(cfg, agent_seed)]  # all exist before any work
     out = []
     for a, fit in fits:
         spec = fit.spec()
