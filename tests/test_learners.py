@@ -20,6 +20,11 @@ def test_default_learner_keeps_stage1_hash():
     assert cfg.fit_hash() == cfg.section_hash("env", "qnet", "dqn")
     ddqn = load_config("quick", ["learner.kind=double-dqn"])
     assert ddqn.double_dqn and ddqn.fit_hash() != cfg.fit_hash()
+    # a run recorded with the older flag trained the same way: same stage-1 hash
+    d = cfg.to_dict()
+    d.pop("learner")
+    d["dqn"]["double_dqn"] = True
+    assert config_from_dict(d).fit_hash() == ddqn.fit_hash()
 
 
 @pytest.mark.parametrize("overrides, both", [

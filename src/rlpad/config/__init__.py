@@ -11,5 +11,4 @@ from .sections import (Config, ConfigError, DQNConfig, EnvConfig, EvalConfig, Ga
 
 __all__ = ["PROFILES_DIR", "Config", "ConfigError", "DQNConfig", "EnvConfig", "EvalConfig",
            "GanConfig", "LearnerConfig", "QNetConfig", "StudyConfig", "TransformConfig",
-           "config_from_dict",
-           "load_config", "parse_override", "primary_cell", "primary_missing", "resolve_profile"]
+           "config_from_dict", "load_config", "parse_override", "primary_cell", "primary_missing", "resolve_profile"]

@@ -263,10 +263,14 @@ class Config:
         return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
 
     def fit_hash(self) -> str:
-        """Stage 1's hash: the learner's section counts only for a learner other than plain DQN,
-        so runs made before learners were chosen by name keep their stage 1."""
-        names = ("env", "qnet", "dqn") + (("learner",) if self.learner.kind != "dqn" else ())
-        return self.section_hash(*names)
+        """Stage 1's hash. DQN and Double DQN hash what their training depends on, the [dqn]
+        section with the effective Double-DQN flag, so runs made before learners had names
+        (with or without the flag) keep their stage 1; other learners add their section."""
+        if self.learner.kind in ("dqn", "double-dqn"):
+            eff = dataclasses.replace(self, dqn=dataclasses.replace(self.dqn,
+                                                                    double_dqn=self.double_dqn))
+            return eff.section_hash("env", "qnet", "dqn")
+        return self.section_hash("env", "learner", "qnet", "dqn")
 
     @property
     def double_dqn(self) -> bool:

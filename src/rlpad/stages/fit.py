@@ -1,4 +1,5 @@
-"""Stage 1: fit the profile's learner (DQN or Double DQN); publish its Q-net, replay memory, learning curve and TensorBoard logs."""
+"""Stage 1: fit the profile's learner (DQN or Double DQN); publish its Q-net, replay memory,
+learning curve and TensorBoard logs."""
 from __future__ import annotations
 
 import csv
