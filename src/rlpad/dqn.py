@@ -44,8 +44,8 @@ class DQNAgent:
     def __init__(self, cfg: Config, spec: EnvSpec):
         self.cfg, self.spec = cfg.dqn, spec
         self.double = cfg.double_dqn  # learner.kind = "double-dqn" (or the older flag)
-        self.online: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
-        self.target: QNet = build_qnet(cfg.qnet, spec.obs_shape, spec.n_actions)
+        self.online: QNet = self._build_net(cfg)
+        self.target: QNet = self._build_net(cfg)
         self.sync_target()
         c = self.cfg
         self.opt = FusedOptimizer(c.optimizer, c.lr, c.opt_eps, self.online.model.trainable_variables,
@@ -62,7 +62,20 @@ class DQNAgent:
         batch = tf.TensorSpec([None, *spec.obs_shape], obs.dtype)
         vec = lambda dt: tf.TensorSpec([None], dt)  # noqa: E731
         self._train = tf.function(self._train_step).get_concrete_function(
-            batch, vec(tf.int32), vec(tf.float32), batch, vec(tf.float32))
+            batch, vec(tf.int32), vec(tf.float32), batch, vec(tf.float32), *self._extra_specs())
+
+    def _build_net(self, cfg: Config) -> QNet:
+        return build_qnet(cfg.qnet, self.spec.obs_shape, self.spec.n_actions)
+
+    def _extra_specs(self) -> tuple:
+        return ()  # inputs a learner's train step takes beyond the batch
+
+    def export_qnet(self) -> QNet:
+        """The standard Q-net (encoder + one linear head) stage 1 ships for stages 2-4."""
+        return self.online
+
+    def write_outputs(self, out_dir: str) -> None:
+        """Learner-specific files beside qnet.weights.h5 (none for DQN)."""
 
     def _train_step(self, s, a, r, s2, done):
         c = self.cfg
@@ -232,14 +245,16 @@ _TB_PREFIX = "tb--"  # TensorBoard event files ride along in the (flat) checkpoi
 
 
 def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
-              log: Callable[[str], None] = print, tb_dir: str | None = None) -> DQNResult:
+              log: Callable[[str], None] = print, tb_dir: str | None = None,
+              make_agent: Callable[[Config, EnvSpec], DQNAgent] = DQNAgent) -> DQNResult:
     """Train from scratch, or resume from `ckpt`'s newest checkpoint. On CPU a run killed at
     any point and resumed ends bit-identical to one never killed (wall times aside): the
     checkpoint holds the networks, optimizer, replay, RNG, the episode under way and the
-    losses since the last evaluation."""
+    losses since the last evaluation. make_agent: the learner on this loop (DQN's by default;
+    Split-Q's differs in its net and update only)."""
     c = cfg.dqn
     keras.utils.set_random_seed(cfg.seed)
-    agent = DQNAgent(cfg, spec)
+    agent = make_agent(cfg, spec)
     replay = ReplayMemory(c.buffer_size, spec.frame_shape, spec.frame_dtype, spec.stack)
     rng = np.random.default_rng(cfg.seed)
     st = _LoopState()

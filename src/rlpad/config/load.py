@@ -97,6 +97,18 @@ def _cross_check(cfg: Config, source: str) -> None:
     if cfg.dqn.eps_end > cfg.dqn.eps_start:
         raise ConfigError(f"{source}: key 'dqn.eps_end' must be <= dqn.eps_start")
     _check_primary(cfg, source)
+    _check_split_q(cfg, source)
+
+
+def _check_split_q(cfg: Config, source: str) -> None:
+    ln = cfg.learner
+    if ln.kind != "split-q" or ln.preset == "custom":
+        return
+    for key in ("reward_weight", "punish_weight", "reward_memory", "punish_memory"):
+        if getattr(ln, key) != 1.0:
+            raise ConfigError(f"{source}: key 'learner.{key}' is set but 'learner.preset' = "
+                              f"{ln.preset!r} draws all four stream parameters: drop one of them "
+                              "(preset = \"custom\" uses the values as written)")
 
 
 def _check_primary(cfg: Config, source: str) -> None:

@@ -42,15 +42,39 @@ class QNetConfig:
     embed_dim: int = _f(512, lo=1, doc="nature-cnn / minatar-cnn: width of the cut Dense layer")
 
 
-LEARNERS = ("dqn", "double-dqn")
+LEARNERS = ("dqn", "double-dqn", "split-q")
+# Split-Q's named presets (the authors' getBias, doerlbh/mentalRL IGT/utils/rlagents.py); their
+# numbers live in rlpad.learners.split_q_rule.PRESETS (a test keeps the two lists equal).
+SPLIT_Q_PRESETS = ("SQL", "ADD", "ADHD", "AD", "CP", "bvFTD", "PD", "M")
+_SQ = ("kind", "split-q")
 
 
 @dataclass(frozen=True)
 class LearnerConfig:
     kind: str = _f("dqn", choices=LEARNERS,
-                   doc="stage 1's learner: dqn (Mnih et al. 2015, as the seed) or double-dqn (DQN "
-                       "with Double-DQN targets, van Hasselt et al. 2016); both use [dqn]'s "
-                       "settings and write the same stage-1 outputs")
+                   doc="stage 1's learner: dqn (Mnih et al. 2015, as the seed), double-dqn (DQN "
+                       "with Double-DQN targets, van Hasselt et al. 2016) or split-q (two "
+                       "streams for the reward's positive and negative parts, Lin et al. 2020); "
+                       "all use [dqn]'s loop settings and write the same stage-1 outputs")
+    preset: str = _f("custom", choices=("custom",) + SPLIT_Q_PRESETS, only_if=_SQ,
+                     doc="split-q: a named preset of the paper (its four parameters drawn around "
+                         "the preset's means at every gradient step, as the authors' code), or "
+                         "custom = the four values below, fixed")
+    reward_weight: float = _f(1.0, lo=0.0, only_if=_SQ, doc="split-q custom: w+, the positive "
+                                                             "stream's reward weight")
+    punish_weight: float = _f(1.0, lo=0.0, only_if=_SQ, doc="split-q custom: w-, the negative "
+                                                             "stream's reward weight")
+    reward_memory: float = _f(1.0, lo=0.0, hi=1.0, only_if=_SQ,
+                              doc="split-q custom: m+, how much of its value the positive stream "
+                                  "keeps per update (1 = all, as Q-learning)")
+    punish_memory: float = _f(1.0, lo=0.0, hi=1.0, only_if=_SQ,
+                              doc="split-q custom: m-, the same for the negative stream")
+    bootstrap: str = _f("stream", choices=("stream", "combined"), only_if=_SQ,
+                        doc="split-q: each stream bootstraps on its own greedy action at s' "
+                            "(stream, the authors') or both on the sum's (combined)")
+    update: str = _f("sign", choices=("sign", "both"), only_if=_SQ,
+                     doc="split-q: only the stream of the reward's sign learns from a transition, "
+                         "both at r = 0 (sign, the authors'), or both always (both)")
 
 
 @dataclass(frozen=True)

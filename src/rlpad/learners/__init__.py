@@ -2,7 +2,8 @@
 
 Each maps (cfg, spec, workdir, checkpointer, log, tb_dir) to a result with the agent's Q-net,
 replay, learning curve and metrics, which stage 1 publishes the same way for every learner.
-`dqn` and `double-dqn` share one flow (`rlpad.dqn`): they differ only in the bootstrap target.
+`dqn` and `double-dqn` share one flow (`rlpad.dqn`): they differ only in the bootstrap target;
+`split-q` runs on the same loop with its own two-stream agent (`split_q.py`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ def learner(kind: str) -> Callable:
     if kind in ("dqn", "double-dqn"):
         from ..dqn import train_dqn
         return train_dqn
+    if kind == "split-q":
+        from .split_q import train_split_q
+        return train_split_q
     raise ConfigError(f"key 'learner.kind': unknown learner {kind!r} (known: {', '.join(LEARNERS)})")
 
 

@@ -1,4 +1,4 @@
-"""Stage 1: fit the profile's learner (DQN or Double DQN); publish its Q-net, replay memory,
+"""Stage 1: fit the profile's learner (DQN, Double DQN or Split-Q); publish its Q-net, replay memory,
 learning curve and TensorBoard logs."""
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
                         log=log, tb_dir=tb)
         out = os.path.join(work, "out")
         os.makedirs(out)
-        res.agent.online.model.save_weights(os.path.join(out, "qnet.weights.h5"))
+        res.agent.export_qnet().model.save_weights(os.path.join(out, "qnet.weights.h5"))
+        res.agent.write_outputs(out)
         res.replay.save(os.path.join(out, "replay.h5"))
         write_csv(res.curve, os.path.join(out, "curve.csv"))
         plot_curve(res.curve, os.path.join(out, "curve.png"), f"{cfg.env.id}: stage-1 {cfg.learner.kind}")
