@@ -75,3 +75,30 @@ def test_presets_draw_around_their_means():
     assert draw_params("SQL", rng) == StreamParams()
     with pytest.raises(ValueError, match="preset 'nope'"):
         draw_params("nope", rng)
+
+
+def test_pair_reward_updates_both_streams_each_from_its_part():
+    """A gambling card pays a gain and a loss at once: both streams learn (the authors' IGT)."""
+    qp, qn = np.zeros((2, 4)), np.zeros((2, 4))
+    p = StreamParams(0.5, 2.0, 0.8, 3.0)
+    update(qp, qn, 0, 1, (100.0, -250.0), 1, True, alpha=0.5, gamma=0.95, p=p)
+    assert qp[0, 1] == pytest.approx(0.5 * 2.0 * 100.0) and qn[0, 1] == pytest.approx(0.5 * 3.0 * -250.0)
+    update(qp, qn, 0, 1, (100.0, 0.0), 1, True, alpha=0.5, gamma=0.95, p=p)
+    assert qp[0, 1] == pytest.approx(0.5 * 100 + 0.5 * (200 - 100))
+    assert qn[0, 1] == pytest.approx(0.8 * -375 + 0.5 * (0 + 375))
+
+
+def test_igt_presets_shift_choices_as_the_authors_report():
+    """On the Iowa Gambling Task (scheme 1, 500 trials), the authors' saved results
+    (mentalRL IGT/IGT_results.py, 200 runs) rank plain Split-Q near the top, AD and ADHD a few
+    points below it, and ADD (losses forgotten: m⁻ ~ 0.5) and bvFTD (gains weighted ~100x)
+    far below, ADD near chance and bvFTD preferring the bad decks. Seeds 0 and 1, 100 runs each."""
+    from rlpad.learners.split_q_igt import good_deck_share, simulate
+
+    for seed in (0, 1):
+        share = {p: good_deck_share(simulate(p, runs=100, trials=500, seed=seed))
+                 for p in ("SQL", "ADD", "bvFTD", "AD", "ADHD")}
+        assert share["SQL"] > 0.9
+        assert share["SQL"] - share["ADD"] > 0.25 and 0.35 < share["ADD"] < 0.7
+        assert share["bvFTD"] < 0.45 and share["bvFTD"] < share["ADD"]
+        assert share["AD"] < share["SQL"] and share["ADHD"] < share["SQL"]

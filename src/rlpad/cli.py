@@ -14,7 +14,7 @@ from .config import ConfigError, load_config
 from .store import Store, StoreError, validate_run_id
 
 STAGE_COMMANDS = {  # command -> (module, help)
-    "fit": ("fit", "stage 1: fit a DQN; keep its Q-net and replay memory"),
+    "fit": ("fit", "stage 1: fit the profile's learner (DQN, Double DQN, Split-Q); keep its Q-net and replay memory"),
     "transform": ("transform", "stage 2: cut the Q-net and embed every transition of the dataset (replay or the agent's own play)"),
     "fit-gan": ("fitgan", "stage 3: fit a conditional GAN on the embeddings"),
     "eval": ("evaluate", "stage 4: the padded-refit trial grid on Spark, with win statistics"),

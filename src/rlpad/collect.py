@@ -37,7 +37,7 @@ def collect_policy_data(fit_cfg: Config, spec: EnvSpec, model, steps: int, epsil
     a pure function of fit_cfg's seed and the arguments."""
     import tensorflow as tf
 
-    from .dqn import Actor
+    from .actor import Actor
 
     q_fn = tf.function(lambda s: model(s, training=False), reduce_retracing=True)
     seed = derive_seed(fit_cfg.seed, "policy-data")

@@ -19,15 +19,15 @@ import tensorflow as tf
 import keras
 
 from . import failpoints
-from .config import Config, DQNConfig
-from .envs import EnvSpec, FrameStack, make_env
+from .actor import Actor, epsilon_at
+from .config import Config, ShapingConfig
+from .envs import EnvSpec
 from .h5arrays import assign_arrays, read_arrays, write_arrays
 from .optim import FusedOptimizer
 from .play import play
 from .progress import Progress
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
-from .seeding import episode_seed
 
 
 def save_optimizer(opt: FusedOptimizer, path: str) -> None:
@@ -122,83 +122,6 @@ class DQNAgent:
         load_optimizer(self.opt, os.path.join(d, "optimizer.h5"))
 
 
-def epsilon_at(c: DQNConfig, step: int) -> float:
-    frac = min(1.0, step / c.eps_decay_steps)
-    return c.eps_start + frac * (c.eps_end - c.eps_start)
-
-
-class ResumeError(RuntimeError):
-    pass
-
-
-class Actor:
-    """Epsilon-greedy play of one env, every step recorded in the replay memory. A lost life
-    is terminal for learning (not for play) when the profile says so, as in the seed.
-    Episode k runs on env seed episode_seed(seed, k); the actor keeps the actions of the
-    episode under way, which with that seed are the whole env state (see `restore`)."""
-
-    def __init__(self, cfg: Config, spec: EnvSpec, agent: DQNAgent, replay: ReplayMemory,
-                 rng: np.random.Generator):
-        self.cfg, self.spec, self.agent, self.replay, self.rng = cfg, spec, agent, replay, rng
-        self.env = make_env(cfg.env)
-        self.stacker = FrameStack(spec)
-        self.episode = -1
-        self.actions: list[int] = []  # this episode's actions so far (our indices)
-        self.ep_return = 0.0
-
-    def _reset_env(self, episode: int) -> np.ndarray:
-        self.episode, self.actions, self.ep_return = episode, [], 0.0
-        obs, info = self.env.reset(seed=episode_seed(self.cfg.seed, episode))
-        self.state = self.stacker.reset(obs)
-        self.lives = info.get("lives", 0)
-        return obs
-
-    def reset(self) -> None:
-        """Start the next episode and record its first frame."""
-        self.replay.start_episode(self._reset_env(self.episode + 1))
-
-    def _env_step(self, a: int):
-        obs, r, term, trunc, info = self.env.step(self.spec.action_ids[a])
-        lost = info.get("lives", 0) < self.lives
-        self.lives = info.get("lives", 0)
-        self.actions.append(a)
-        self.ep_return += float(r)
-        self.state = self.stacker.push(obs)
-        return obs, float(r), bool(term), bool(trunc), bool(lost)
-
-    def restore(self, episode: int, actions: list[int]) -> None:
-        """Rebuild episode `episode` after `actions` (a resumed run) without recording:
-        the replay already holds those steps. The rebuilt frame must be the replay's newest."""
-        obs = self._reset_env(episode)
-        for a in actions:
-            obs = self._env_step(int(a))[0]
-        newest = self.replay.frames[(self.replay.cursor - 1) % self.replay.capacity]
-        if not np.array_equal(obs, newest):
-            raise ResumeError(
-                f"env {self.cfg.env.id!r} did not replay episode {episode} to the checkpoint's "
-                "frame: it is not deterministic under its seed, so the run cannot resume "
-                "exactly; rerun `bash 1-initial-fit.sh` with --force")
-
-    def step(self, eps: float) -> tuple[float, float | None]:
-        """One agent step: (reward, the episode's return if it just ended, else None).
-        A finished episode restarts."""
-        if self.rng.random() < eps:
-            a = int(self.rng.integers(self.spec.n_actions))
-        else:
-            a = self.agent.act(self.state)
-        obs, r, term, trunc, lost = self._env_step(a)
-        terminal = term or (lost and self.cfg.env.life_loss_terminal)
-        self.replay.add(a, r, terminal, obs, terminated=term, truncated=trunc, life_lost=lost)
-        if term or trunc:
-            ended = self.ep_return
-            self.reset()
-            return r, ended
-        return r, None
-
-    def close(self) -> None:
-        self.env.close()
-
-
 class Checkpointer(Protocol):
     def save(self, local_dir: str, step: int, info: dict) -> None: ...
     def load(self, local_dir: str) -> dict | None: ...
@@ -220,7 +143,8 @@ class _LoopState:
 
     step: int = 0
     episodes: int = 0  # finished
-    recent_returns: list[float] = field(default_factory=list)
+    recent_returns: list[float] = field(default_factory=list)  # raw game scores
+    recent_shaped: list[float] = field(default_factory=list)  # what the learner saw (shaping on)
     best_eval: float = float("-inf")
     best_step: int = -1
     curve: list[dict] = field(default_factory=list)
@@ -286,6 +210,7 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
     else:
         actor.restore(st.episode, st.episode_actions)
     losses = st.losses
+    shaping_on = cfg.shaping != ShapingConfig()
     prog = Progress(c.total_steps, "1-fit", start=st.step)
     t_last, step_last = time.time(), st.step
 
@@ -321,6 +246,9 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
                "eval_return_mean": mean, "eval_return_std": std,
                "td_loss": float(np.mean(losses)) if losses else float("nan"),
                "epsilon": epsilon_at(c, st.step), "steps_per_s": sps}
+        if shaping_on:  # the default's curve keeps its columns
+            row["train_shaped_return"] = float(np.mean(st.recent_shaped)) if st.recent_shaped \
+                else float("nan")
         st.curve.append(row)
         losses.clear()
         if writer:
@@ -334,15 +262,20 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
 
     while st.step < c.total_steps and not st.stopped_early:
         eps = epsilon_at(c, st.step)
-        _, ended_return = actor.step(eps)
+        _, ended = actor.step(eps)
         st.step += 1
         failpoints.hit("1-fit.step")
-        if ended_return is not None:
+        if ended is not None:
+            ended_return, ended_shaped = ended
             st.episodes += 1
             st.recent_returns = (st.recent_returns + [ended_return])[-20:]
+            if shaping_on:
+                st.recent_shaped = (st.recent_shaped + [ended_shaped])[-20:]
             if writer:
                 with writer.as_default(step=st.step):
                     tf.summary.scalar("charts/episodic_return", ended_return)
+                    if shaping_on:
+                        tf.summary.scalar("charts/episodic_shaped_return", ended_shaped)
                     tf.summary.scalar("charts/epsilon", eps)
         if st.step >= c.learning_starts and st.step % c.train_freq == 0:
             if c.lr_final != 1.0:  # linear decay, from the step: a resumed run continues it

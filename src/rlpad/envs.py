@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from .config import EnvConfig
+from .config import EnvConfig, ShapingConfig
+from .shaping import GhostPoints, Shaped, ghost_env
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ def _base_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
 
         gym.register_envs(ale_py)
         env = gym.make(cfg.id, frameskip=1, repeat_action_probability=0.0, **mode)
+        if ghost_env(cfg.id):  # frame by frame, below the frame skip (rlpad/shaping.py)
+            env = GhostPoints(env)
         env = gym.wrappers.AtariPreprocessing(
             env, noop_max=cfg.noop_max, frame_skip=4, screen_size=84,
             terminal_on_life_loss=False, grayscale_obs=True, scale_obs=False)
@@ -58,12 +61,16 @@ def _base_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
     return gym.make(cfg.id, **kwargs, **mode)
 
 
-def make_env(cfg: EnvConfig, render: bool = False) -> gym.Env:
-    """render: env.render() returns RGB frames (what `rlpad play` records)."""
+def make_env(cfg: EnvConfig, render: bool = False, shaping: ShapingConfig | None = None) -> gym.Env:
+    """render: env.render() returns RGB frames (what `rlpad play` records). shaping: the
+    learner's reward (stage 1's training actor only; the raw one is in info["raw_reward"])."""
     try:
-        return _base_env(cfg, render)
+        env = _base_env(cfg, render)
     except gym.error.Error as e:
         raise ValueError(f"env.id {cfg.id!r} cannot be made: {e}") from e
+    if shaping is not None and shaping != ShapingConfig():
+        env = Shaped(env, shaping.reward_fn, shaping.death_penalty, shaping.ghost_multiplier)
+    return env
 
 
 def env_spec(cfg: EnvConfig) -> EnvSpec:

@@ -98,6 +98,9 @@ def _cross_check(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: key 'dqn.eps_end' must be <= dqn.eps_start")
     _check_primary(cfg, source)
     _check_split_q(cfg, source)
+    if cfg.shaping.ghost_multiplier != 1.0 and "mspacman" not in cfg.env.id.lower().replace("_", ""):
+        raise ConfigError(f"{source}: key 'shaping.ghost_multiplier' is for MsPacman (env.id "
+                          f"{cfg.env.id!r} has no ghosts): leave it at 1")
 
 
 def _check_split_q(cfg: Config, source: str) -> None:

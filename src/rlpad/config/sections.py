@@ -78,6 +78,19 @@ class LearnerConfig:
 
 
 @dataclass(frozen=True)
+class ShapingConfig:
+    """What the learner learns from; reported scores stay raw (rlpad/shaping.py)."""
+    reward_fn: str = _f("raw", choices=("raw", "clip", "sign", "log"),
+                        doc="a named function of the (multiplied) reward: raw, clip to [-1, 1], "
+                            "sign, or sign(r) log(1 + |r|)")
+    death_penalty: float = _f(0.0, lo=0.0, doc="subtracted from the reward of a step that loses a "
+                                               "life (Atari), once per life")
+    ghost_multiplier: float = _f(1.0, lo=0.0, doc="MsPacman: multiplies the points of eaten "
+                                                  "ghosts (read from the emulator's RAM; fruit "
+                                                  "is not multiplied)")
+
+
+@dataclass(frozen=True)
 class DQNConfig:
     total_steps: int = _f(50_000, lo=1, doc="agent (env) steps")
     learning_starts: int = _f(1_000, lo=0)
@@ -263,6 +276,7 @@ class Config:
     source: str = _f("", doc="where the numbers come from")
     env: EnvConfig = field(default_factory=EnvConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    shaping: ShapingConfig = field(default_factory=ShapingConfig)
     qnet: QNetConfig = field(default_factory=QNetConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
@@ -289,12 +303,14 @@ class Config:
     def fit_hash(self) -> str:
         """Stage 1's hash. DQN and Double DQN hash what their training depends on, the [dqn]
         section with the effective Double-DQN flag, so runs made before learners had names
-        (with or without the flag) keep their stage 1; other learners add their section."""
+        (with or without the flag) keep their stage 1; other learners add their section, and
+        reward shaping its own when it is on."""
+        shaping = ("shaping",) if self.shaping != ShapingConfig() else ()
         if self.learner.kind in ("dqn", "double-dqn"):
             eff = dataclasses.replace(self, dqn=dataclasses.replace(self.dqn,
                                                                     double_dqn=self.double_dqn))
-            return eff.section_hash("env", "qnet", "dqn")
-        return self.section_hash("env", "learner", "qnet", "dqn")
+            return eff.section_hash("env", "qnet", "dqn", *shaping)
+        return self.section_hash("env", "learner", "qnet", "dqn", *shaping)
 
     @property
     def double_dqn(self) -> bool:

@@ -55,10 +55,12 @@ def _greedy(q: np.ndarray) -> int:
     return int(np.argmax(q))  # ties: the first (the authors break ties at random)
 
 
-def update(qp: np.ndarray, qn: np.ndarray, s: int, a: int, r: float, s2: int, terminal: bool,
-           alpha: float, gamma: float, p: StreamParams, bootstrap: str = "stream",
+def update(qp: np.ndarray, qn: np.ndarray, s: int, a: int, r: float | tuple[float, float], s2: int,
+           terminal: bool, alpha: float, gamma: float, p: StreamParams, bootstrap: str = "stream",
            update: str = "sign") -> None:
-    """One transition's update of the tables qp = Q⁺, qn = Q⁻ (shape (states, actions)), in place."""
+    """One transition's update of the tables qp = Q⁺, qn = Q⁻ (shape (states, actions)), in place.
+    r: a scalar reward, split by sign; or a (gain, loss) pair, as a gambling task's card pays
+    both at once (the authors' IGT), when both streams learn, each from its part."""
     if bootstrap == "combined":
         ap = an = _greedy(qp[s2] + qn[s2])
     elif bootstrap == "stream":
@@ -68,7 +70,11 @@ def update(qp: np.ndarray, qn: np.ndarray, s: int, a: int, r: float, s2: int, te
     if update not in ("sign", "both"):
         raise ValueError(f"update {update!r}: 'sign' or 'both'")
     cont = 0.0 if terminal else gamma
-    rp, rn = max(r, 0.0), min(r, 0.0)
+    if isinstance(r, tuple):
+        rp, rn = float(r[0]), float(r[1])
+        update = "both"
+    else:
+        rp, rn = max(r, 0.0), min(r, 0.0)
     if update == "both" or r >= 0:
         qp[s, a] = p.reward_memory * qp[s, a] + alpha * (p.reward_weight * rp + cont * qp[s2, ap] - qp[s, a])
     if update == "both" or r <= 0:
