@@ -14,7 +14,8 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from .config import Config, config_from_dict
+from .config import Config, ConfigError, config_from_dict
+from .config.sections import Q_LEARNERS
 from .modes import gan_stage, simple_kinds
 from .store import StageReader, Store
 
@@ -71,18 +72,39 @@ class FitOutputs:
     cfg: Config  # stage 1's own config (its env, net and gamma rule downstream)
 
     @classmethod
-    def open(cls, store: Store, run: str, agent: Agent | None = None) -> "FitOutputs":
+    def open(cls, store: Store, run: str, agent: Agent | None = None,
+             need_q: bool = True) -> "FitOutputs":
+        """need_q: the caller cuts a Q-net (stages 2-4, export), which a PPO agent has not."""
         reader = store.require(run, (agent.prefix if agent else "") + "1-fit")
         # Only what stage 1 depends on: later additions to other sections must not make
         # finished runs unreadable.
         recorded = reader.manifest["config"]
-        own = {k: recorded[k] for k in ("seed", "env", "learner", "qnet", "dqn") if k in recorded}
-        return cls(reader, config_from_dict(own, f"{store.url(run, reader.stage, 'manifest.json')}"))
+        own = {k: recorded[k] for k in ("seed", "env", "learner", "shaping", "qnet", "dqn", "ppo")
+               if k in recorded}
+        fit = cls(reader, config_from_dict(own, f"{store.url(run, reader.stage, 'manifest.json')}"))
+        if need_q and fit.cfg.learner.kind not in Q_LEARNERS:
+            raise ConfigError(f"run {run!r}: its stage 1 learner is {fit.cfg.learner.kind!r} (key "
+                              f"'learner.kind'), which has no Q-net to cut; stages 2-4 need one of "
+                              f"{', '.join(Q_LEARNERS)}: fit another run with one of them")
+        return fit
 
     def spec(self):
         from .envs import env_spec
 
         return env_spec(self.cfg.env)
+
+    def greedy_fn(self):
+        """Batch of states -> scores whose argmax is the agent's greedy action, any learner."""
+        import tensorflow as tf
+
+        if self.cfg.learner.kind == "ppo":
+            from .learners.ppo import PPOAgent
+
+            agent = PPOAgent(self.cfg, self.spec())
+            agent.net.load_weights(self.reader.local_path("policy.weights.h5"))
+            return agent.greedy_scores
+        qnet = self.qnet()
+        return tf.function(lambda s: qnet.model(s, training=False), reduce_retracing=True)
 
     def qnet(self):
         from .qnet import load_qnet

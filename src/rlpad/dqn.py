@@ -135,6 +135,16 @@ class DQNResult:
     metrics: dict
     resumed_from: int = 0
 
+    def write(self, out_dir: str) -> None:
+        """Stage 1's files: the standard Q-net stages 2-4 cut, the replay, the learner's own."""
+        self.agent.export_qnet().model.save_weights(os.path.join(out_dir, "qnet.weights.h5"))
+        self.replay.save(os.path.join(out_dir, "replay.h5"))
+        self.agent.write_outputs(out_dir)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.agent.online.embed_dim
+
 
 @dataclass
 class _LoopState:

@@ -7,8 +7,9 @@ ConfigError that names the key and the file (`load`).
 from .load import (PROFILES_DIR, config_from_dict, load_config, parse_override, primary_cell,
                    primary_missing, resolve_profile)
 from .sections import (Config, ConfigError, DQNConfig, EnvConfig, EvalConfig, GanConfig,
-                       LearnerConfig, QNetConfig, ShapingConfig, StudyConfig, TransformConfig)
+                       LearnerConfig, PPOConfig, QNetConfig, ShapingConfig, StudyConfig,
+                       TransformConfig)
 
 __all__ = ["PROFILES_DIR", "Config", "ConfigError", "DQNConfig", "EnvConfig", "EvalConfig",
-           "GanConfig", "LearnerConfig", "QNetConfig", "ShapingConfig", "StudyConfig", "TransformConfig",
+           "GanConfig", "LearnerConfig", "PPOConfig", "QNetConfig", "ShapingConfig", "StudyConfig", "TransformConfig",
            "config_from_dict", "load_config", "parse_override", "primary_cell", "primary_missing", "resolve_profile"]

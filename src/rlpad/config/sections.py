@@ -42,7 +42,8 @@ class QNetConfig:
     embed_dim: int = _f(512, lo=1, doc="nature-cnn / minatar-cnn: width of the cut Dense layer")
 
 
-LEARNERS = ("dqn", "double-dqn", "split-q")
+LEARNERS = ("dqn", "double-dqn", "split-q", "ppo")
+Q_LEARNERS = ("dqn", "double-dqn", "split-q")  # those with a Q-net that stages 2-4 cut
 # Split-Q's named presets (the authors' getBias, doerlbh/mentalRL IGT/utils/rlagents.py); their
 # numbers live in rlpad.learners.split_q_rule.PRESETS (a test keeps the two lists equal).
 SPLIT_Q_PRESETS = ("SQL", "ADD", "ADHD", "AD", "CP", "bvFTD", "PD", "M")
@@ -53,9 +54,10 @@ _SQ = ("kind", "split-q")
 class LearnerConfig:
     kind: str = _f("dqn", choices=LEARNERS,
                    doc="stage 1's learner: dqn (Mnih et al. 2015, as the seed), double-dqn (DQN "
-                       "with Double-DQN targets, van Hasselt et al. 2016) or split-q (two "
-                       "streams for the reward's positive and negative parts, Lin et al. 2020); "
-                       "all use [dqn]'s loop settings and write the same stage-1 outputs")
+                       "with Double-DQN targets, van Hasselt et al. 2016), split-q (two "
+                       "streams for the reward's positive and negative parts, Lin et al. 2020) "
+                       "or ppo ([ppo]; no Q-net, so stages 2-4 refuse it); all use [dqn]'s loop "
+                       "settings")
     preset: str = _f("custom", choices=("custom",) + SPLIT_Q_PRESETS, only_if=_SQ,
                      doc="split-q: a named preset of the paper (its four parameters drawn around "
                          "the preset's means at every gradient step, as the authors' code), or "
@@ -120,6 +122,34 @@ class DQNConfig:
     keep_best: bool = _f(True, doc="ship the weights of the best periodic evaluation")
     stop_at_eval_return: float = _f(0.0, doc="stop early once a periodic eval reaches this (0 = never)")
     checkpoint_every: int = _f(10_000, lo=1)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """learner.kind = "ppo" (Schulman et al. 2017, as CleanRL's ppo.py); its gamma and evaluation
+    schedule are [dqn]'s loop keys (eval_every, eval_episodes, final_eval_episodes, keep_best,
+    checkpoint_every)."""
+    total_steps: int = _f(0, lo=0, doc="agent steps over all envs; 0 = dqn.total_steps")
+    stop_at_eval_return: float = _f(0.0, doc="stop once a periodic eval reaches this (0 = never); "
+                                             "a stochastic policy's lucky eval stops it too soon")
+    n_envs: int = _f(8, lo=1, hi=256, doc="envs stepped together")
+    n_steps: int = _f(128, lo=1, doc="steps per env per rollout")
+    epochs: int = _f(4, lo=1, doc="passes over each rollout")
+    minibatches: int = _f(4, lo=1, doc="minibatches per pass")
+    lr: float = _f(2.5e-4, lo=0.0, hi=1.0)
+    anneal_lr: bool = _f(True, doc="lr decays linearly to 0 over total_steps")
+    gamma: float = _f(0.99, lo=0.0, hi=1.0)
+    gae_lambda: float = _f(0.95, lo=0.0, hi=1.0)
+    clip: float = _f(0.2, lo=0.0, doc="the surrogate's ratio clip")
+    clip_value: bool = _f(True, doc="clip the value loss around the rollout's values")
+    ent_coef: float = _f(0.01, lo=0.0)
+    vf_coef: float = _f(0.5, lo=0.0)
+    max_grad_norm: float = _f(0.5, lo=0.0, doc="0 = no clipping")
+    norm_adv: bool = _f(True, doc="normalise advantages per minibatch")
+    head: str = _f("discrete", choices=("discrete", "joystick"),
+                   doc="discrete: a softmax over the actions; joystick: a 2-D Gaussian (x, y) "
+                       "mapped to the game's 9 directions (rl-dash-days' MsPacman PPO)")
+    dead_zone: float = _f(0.5, lo=0.0, doc="joystick: |(x, y)| below this is NOOP")
 
 
 @dataclass(frozen=True)
@@ -279,6 +309,7 @@ class Config:
     shaping: ShapingConfig = field(default_factory=ShapingConfig)
     qnet: QNetConfig = field(default_factory=QNetConfig)
     dqn: DQNConfig = field(default_factory=DQNConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
     gan: GanConfig = field(default_factory=GanConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -310,7 +341,8 @@ class Config:
             eff = dataclasses.replace(self, dqn=dataclasses.replace(self.dqn,
                                                                     double_dqn=self.double_dqn))
             return eff.section_hash("env", "qnet", "dqn", *shaping)
-        return self.section_hash("env", "learner", "qnet", "dqn", *shaping)
+        ppo = ("ppo",) if self.learner.kind == "ppo" else ()
+        return self.section_hash("env", "learner", "qnet", "dqn", *ppo, *shaping)
 
     @property
     def double_dqn(self) -> bool:

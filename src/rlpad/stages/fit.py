@@ -1,4 +1,4 @@
-"""Stage 1: fit the profile's learner (DQN, Double DQN or Split-Q); publish its Q-net, replay memory,
+"""Stage 1: fit the profile's learner (DQN, Double DQN, Split-Q or PPO); publish its net, data,
 learning curve and TensorBoard logs."""
 from __future__ import annotations
 
@@ -65,9 +65,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
                         log=log, tb_dir=tb)
         out = os.path.join(work, "out")
         os.makedirs(out)
-        res.agent.export_qnet().model.save_weights(os.path.join(out, "qnet.weights.h5"))
-        res.agent.write_outputs(out)
-        res.replay.save(os.path.join(out, "replay.h5"))
+        res.write(out)  # Q-family: qnet.weights.h5 + replay.h5; ppo: policy.weights.h5 + rollout.h5
         write_csv(res.curve, os.path.join(out, "curve.csv"))
         plot_curve(res.curve, os.path.join(out, "curve.png"), f"{cfg.env.id}: stage-1 {cfg.learner.kind}")
         for name in sorted(os.listdir(out)):
@@ -75,7 +73,7 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False,
         for name in sorted(os.listdir(tb)):
             writer.put_file(os.path.join(tb, name), f"tb/{name}")
         metrics = {**res.metrics, "learner": cfg.learner.kind, "env_id": cfg.env.id, "n_actions": spec.n_actions,
-                   "embed_dim": res.agent.online.embed_dim}
+                   "embed_dim": res.embed_dim}
         writer.commit(config=cfg.to_dict(), config_hash=config_hash, metrics=metrics,
                       run_info={"resumed_from_step": res.resumed_from})
     store.clear_checkpoints(run_id, stage)

@@ -65,14 +65,12 @@ def play_agents(cfg: Config, store: Store, run: str, agent_seed: int | None = No
                 log: Callable[[str], None] = print) -> list[dict]:
     """Every agent of the run (or the one of `agent_seed`): `episodes` greedy episodes, GIFs
     and their scores in `<agent>/play/`. Returns each agent's metrics."""
-    import tensorflow as tf
-
-    fits = [(a, FitOutputs.open(store, run, a)) for a in select_agents(cfg, agent_seed)]  # all exist before any work
+    fits = [(a, FitOutputs.open(store, run, a, need_q=False))  # all exist before any work
+            for a in select_agents(cfg, agent_seed)]
     out = []
     for a, fit in fits:
         spec = fit.spec()
-        qnet = fit.qnet()
-        q_fn = tf.function(lambda s: qnet.model(s, training=False), reduce_retracing=True)
+        q_fn = fit.greedy_fn()
         stage = a.stage(STAGE)
         writer = store.writer(run, stage)
         writer.begin()
