@@ -150,3 +150,25 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     got, want = _outputs(store, "k"), _outputs(ref, "r")
     for key in ("curve", "metrics", "replay", "qnet"):
         assert got[key] == want[key], key
+
+
+def test_split_q_agent_goes_through_stage_2(tmp_path):
+    """Stage 2 cuts the shipped sum head like any DQN's: the cut check holds and the embedded
+    rewards keep both signs' transitions (LunarLander: mixed-sign rewards)."""
+    store = tmp_path / "store"
+    small = SQ + ["dqn.total_steps=1500", "dqn.learning_starts=200", "dqn.eval_every=750",
+                  "dqn.eval_episodes=1", "dqn.final_eval_episodes=2", "dqn.checkpoint_every=750",
+                  "transform.dataset=replay"]
+    args = [a for s in small for a in ("--set", s)]
+    _ok(rlpad_fit(store, "s", small, profile="lunarlander"))
+    from conftest import rlpad
+    out = rlpad("transform", "--store", str(store), "--run", "s", "--profile", "lunarlander", *args).stdout
+    assert "cut check" in out
+    import json
+    man = json.loads((store / "s" / "2-transform" / "manifest.json").read_text())
+    m = man["metrics"]
+    assert m["n_transitions"] > 1000 and m["cut_check_max_abs_diff"] <= 1e-4
+    from rlpad.artifacts import load_embeddings
+    from rlpad.store import Store
+    r = load_embeddings(Store(str(store)), "s").rewards
+    assert (r > 0).any() and (r < 0).any()  # both streams' transitions

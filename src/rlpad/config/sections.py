@@ -127,11 +127,14 @@ class DQNConfig:
 @dataclass(frozen=True)
 class PPOConfig:
     """learner.kind = "ppo" (Schulman et al. 2017, as CleanRL's ppo.py); its gamma and evaluation
-    schedule are [dqn]'s loop keys (eval_every, eval_episodes, final_eval_episodes, keep_best,
+    schedule are [dqn]'s loop keys (eval_every, eval_episodes, final_eval_episodes,
     checkpoint_every)."""
     total_steps: int = _f(0, lo=0, doc="agent steps over all envs; 0 = dqn.total_steps")
     stop_at_eval_return: float = _f(0.0, doc="stop once a periodic eval reaches this (0 = never); "
                                              "a stochastic policy's lucky eval stops it too soon")
+    keep_best: bool = _f(False, doc="ship the best periodic evaluation's weights instead of the "
+                                    "last (with the lr decayed to 0, the last policy is the "
+                                    "converged one, as CleanRL and SB3 ship it)")
     n_envs: int = _f(8, lo=1, hi=256, doc="envs stepped together")
     n_steps: int = _f(128, lo=1, doc="steps per env per rollout")
     epochs: int = _f(4, lo=1, doc="passes over each rollout")

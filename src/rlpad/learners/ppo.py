@@ -356,7 +356,7 @@ def train_ppo(cfg: Config, spec: EnvSpec, workdir: str, ckpt, log: Callable[[str
         evaluate()
     prog.close(best_eval=st.best_eval)
     shipped = st.step
-    if c.keep_best and st.best_step >= 0:
+    if p.keep_best and st.best_step >= 0:
         agent.net.set_weights(best_weights)
         shipped = st.best_step
     final = play(agent.greedy_scores, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
