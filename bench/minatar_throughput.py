@@ -84,16 +84,9 @@ def worker_sb3(args) -> dict:
     minatar.gym.register_envs()
     env = gym.make("MinAtar/Breakout-v1")
 
-    class MinAtarCNN(BaseFeaturesExtractor):  # MinAtar's examples/dqn.py net, below its output
-        def __init__(self, space, features_dim: int = 128):
-            super().__init__(space, features_dim)
-            h, w, ch = space.shape
-            self.net = nn.Sequential(nn.Conv2d(ch, 16, 3, 1), nn.ReLU(), nn.Flatten(),
-                                     nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
+    import peers
 
-        def forward(self, x):
-            return self.net(x.permute(0, 3, 1, 2).float())
-
+    MinAtarCNN = peers.minatar_cnn(BaseFeaturesExtractor, nn)
     model = DQN("MlpPolicy", env, learning_rate=LR, buffer_size=args.buffer,
                 learning_starts=args.learning_starts, batch_size=32, gamma=0.99, train_freq=1,
                 gradient_steps=1, target_update_interval=TARGET_UPDATE,
@@ -102,8 +95,6 @@ def worker_sb3(args) -> dict:
                 policy_kwargs={"features_extractor_class": MinAtarCNN, "net_arch": [],
                                "normalize_images": False},
                 device="cpu", seed=args.seed, verbose=0)
-    import peers
-
     clock = peers.step_clock(BaseCallback, args.learning_starts, args.learning_starts + args.steps)
     model.learn(total_timesteps=args.learning_starts + args.steps, callback=clock)
     return {"steps_per_s": args.steps / (clock.t1 - clock.t0),

@@ -73,6 +73,24 @@ def step_clock(base_callback: type, start: int, stop: int):
     return Clock()
 
 
+def minatar_cnn(base_extractor: type, nn):
+    """MinAtar's own DQN net below its output layer (examples/dqn.py: conv 16 3x3 stride 1,
+    dense 128), as an SB3 features extractor (pass BaseFeaturesExtractor and torch.nn: they
+    import only in the peer's environment)."""
+
+    class MinAtarCNN(base_extractor):
+        def __init__(self, space, features_dim: int = 128):
+            super().__init__(space, features_dim)
+            h, w, ch = space.shape
+            self.net = nn.Sequential(nn.Conv2d(ch, 16, 3, 1), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
+
+        def forward(self, x):
+            return self.net(x.permute(0, 3, 1, 2).float())
+
+    return MinAtarCNN
+
+
 def versions(name: str) -> dict[str, str]:
     """The peer environment's installed packages (name -> version)."""
     out = subprocess.run([peer_python(name), "-m", "pip", "list", "--format", "json"],

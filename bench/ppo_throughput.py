@@ -82,18 +82,10 @@ def worker_sb3(g: dict, episodes: int, seed: int) -> dict:
 
     if g["env"].startswith("MinAtar"):
         import minatar.gym
+        import peers
+
         minatar.gym.register_envs()
-
-        class MinAtarCNN(BaseFeaturesExtractor):
-            def __init__(self, space, features_dim: int = 128):
-                super().__init__(space, features_dim)
-                h, w, ch = space.shape
-                self.net = nn.Sequential(nn.Conv2d(ch, 16, 3, 1), nn.ReLU(), nn.Flatten(),
-                                         nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
-
-            def forward(self, x):
-                return self.net(x.permute(0, 3, 1, 2).float())
-
+        MinAtarCNN = peers.minatar_cnn(BaseFeaturesExtractor, nn)
         kwargs = {"features_extractor_class": MinAtarCNN, "net_arch": [], "normalize_images": False}
     else:
         kwargs = {"net_arch": {"pi": [256, 64], "vf": [256, 64]}, "activation_fn": nn.ReLU}

@@ -24,7 +24,7 @@ from .config import Config, ShapingConfig
 from .envs import EnvSpec
 from .h5arrays import assign_arrays, read_arrays, write_arrays
 from .optim import FusedOptimizer
-from .play import play
+from .play import final_scores, play
 from .progress import Progress
 from .qnet import QNet, build_qnet
 from .replay import ReplayMemory
@@ -309,21 +309,12 @@ def train_dqn(cfg: Config, spec: EnvSpec, workdir: str, ckpt: Checkpointer,
     if c.keep_best and st.best_step >= 0:
         agent.online.model.set_weights(best_weights)
         shipped_step = st.best_step
-    final = play(agent.q_values, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
-                 n_envs=min(c.final_eval_episodes, 8), epsilon=c.eval_epsilon)
-    # A uniform-random policy on the same episodes: the floor of normalised scores.
-    rand = play(agent.q_values, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
-                n_envs=min(c.final_eval_episodes, 8), epsilon=1.0)
+    scores = final_scores(agent.q_values, cfg.env, spec, c.final_eval_episodes, cfg.seed,
+                          cfg.env.win_threshold, epsilon=c.eval_epsilon)
     if writer:
         writer.flush()
     metrics = {
-        "eval_return_mean": float(final.returns.mean()),
-        "eval_return_std": float(final.returns.std()),
-        "eval_episodes": int(len(final.returns)),
-        "eval_returns": [float(x) for x in final.returns],
-        "win_rate": float(np.mean(final.returns >= cfg.env.win_threshold)),
-        "random_return_mean": float(rand.returns.mean()),
-        "random_returns": [float(x) for x in rand.returns],
+        **scores,
         "agent_steps": st.step,
         "episodes": st.episodes,
         "shipped_weights_step": shipped_step,

@@ -66,3 +66,24 @@ def play(q_fn: Callable[[np.ndarray], np.ndarray], env_cfg: EnvConfig, spec: Env
         for env in envs:
             env.close()
     return PlayResult(returns, lengths)
+
+
+FINAL_SEED_OFFSET = 10_000_000
+
+
+def final_scores(q_fn, env_cfg: EnvConfig, spec: EnvSpec, episodes: int, seed: int,
+                 win_threshold: float, epsilon: float = 0.0) -> dict:
+    """Stage 1's final evaluation of a shipped agent, and a uniform-random policy on the same
+    episodes (the floor of normalised scores): the score part of its metrics."""
+    kw = dict(seed=seed + FINAL_SEED_OFFSET, n_envs=min(episodes, 8))
+    final = play(q_fn, env_cfg, spec, episodes, epsilon=epsilon, **kw)
+    rand = play(q_fn, env_cfg, spec, episodes, epsilon=1.0, **kw)
+    return {
+        "eval_return_mean": float(final.returns.mean()),
+        "eval_return_std": float(final.returns.std()),
+        "eval_episodes": int(len(final.returns)),
+        "eval_returns": [float(x) for x in final.returns],
+        "win_rate": float(np.mean(final.returns >= win_threshold)),
+        "random_return_mean": float(rand.returns.mean()),
+        "random_returns": [float(x) for x in rand.returns],
+    }

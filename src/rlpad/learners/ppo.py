@@ -29,7 +29,7 @@ from ..config import Config, ConfigError
 from ..envs import EnvSpec, FrameStack, make_env
 from ..h5arrays import write_arrays
 from ..optim import FusedOptimizer
-from ..play import play
+from ..play import final_scores, play
 from ..progress import Progress
 from ..qnet import build_encoder
 from ..seeding import episode_seed
@@ -359,15 +359,9 @@ def train_ppo(cfg: Config, spec: EnvSpec, workdir: str, ckpt, log: Callable[[str
     if p.keep_best and st.best_step >= 0:
         agent.net.set_weights(best_weights)
         shipped = st.best_step
-    final = play(agent.greedy_scores, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
-                 n_envs=min(c.final_eval_episodes, 8))
-    rand = play(agent.greedy_scores, cfg.env, spec, c.final_eval_episodes, seed=cfg.seed + 10_000_000,
-                n_envs=min(c.final_eval_episodes, 8), epsilon=1.0)
     metrics = {
-        "eval_return_mean": float(final.returns.mean()), "eval_return_std": float(final.returns.std()),
-        "eval_episodes": int(len(final.returns)), "eval_returns": [float(x) for x in final.returns],
-        "win_rate": float(np.mean(final.returns >= cfg.env.win_threshold)),
-        "random_return_mean": float(rand.returns.mean()), "random_returns": [float(x) for x in rand.returns],
+        **final_scores(agent.greedy_scores, cfg.env, spec, c.final_eval_episodes, cfg.seed,
+                       cfg.env.win_threshold),
         "agent_steps": st.step, "episodes": st.episodes, "updates": st.updates,
         "shipped_weights_step": shipped, "best_periodic_eval": st.best_eval,
         "stopped_early": st.stopped_early,
