@@ -99,13 +99,13 @@ def test_ppo_stage1_play_and_stages_2_to_4_refuse_it(tmp_path):
 
 
 def test_ppo_killed_mid_run_resumes_exactly(tmp_path):
-    over = TINY + ["ppo.total_steps=2048"]
+    over = TINY + ["ppo.total_steps=1024"]
     ref = tmp_path / "ref"
     _ok(rlpad_fit(ref, "r", over))
     store = tmp_path / "killed"
-    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=300")
+    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=180")
     n = _complete_ckpts(store / "k" / "1-fit")[-1]
-    assert 0 < n < 2048
+    assert 0 < n < 1024
     p = _ok(rlpad_fit(store, "k", over))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout
     a, b = store / "k" / "1-fit", ref / "r" / "1-fit"

@@ -23,11 +23,12 @@ def _frame_env():
     return GhostPoints(gym.make("ALE/MsPacman-v5", frameskip=1, repeat_action_probability=0.0))
 
 
-def _random_frames(episodes: int, seed: int = 0):
+def _random_frames(episodes):
     """(reward, ghost points scored on that frame) for every scoring frame of random play
-    that holds a direction for a while (random play this way eats a ghost now and then)."""
-    env, rng, out = _frame_env(), np.random.default_rng(seed), []
-    for ep in range(episodes):
+    that holds a direction for a while (episode k on env seed k, policy RNG (7, k))."""
+    env, out = _frame_env(), []
+    for ep in episodes:
+        rng = np.random.default_rng([7, ep])
         env.reset(seed=ep)
         a, done, t, before = 0, False, 0, 0
         while not done:
@@ -44,8 +45,9 @@ def _random_frames(episodes: int, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def frames():
-    # 30 episodes of policy seed 0 eat cherries and ghosts; seed 3's also a second ghost (400)
-    return _random_frames(30, seed=0) + _random_frames(30, seed=3)
+    # of episodes 0-39, those where random play eats a cherry (3, 18, 39) or ghosts, two in a
+    # row in 7 and 29 (a 400)
+    return _random_frames((3, 6, 7, 15, 18, 19, 27, 29, 35, 39))
 
 
 def test_ghosts_are_read_from_ram_and_fruit_is_not(frames):
