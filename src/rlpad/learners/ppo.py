@@ -27,7 +27,7 @@ from keras import layers
 from .. import failpoints
 from ..config import Config, ConfigError
 from ..envs import EnvSpec, FrameStack, make_env
-from ..h5arrays import write_arrays
+from ..h5arrays import assign_arrays, read_arrays, write_arrays
 from ..optim import FusedOptimizer
 from ..play import final_scores, play
 from ..progress import Progress
@@ -87,9 +87,8 @@ class PPOAgent:
         out, v = (t.numpy() for t in self._forward(tf.constant(states)))
         if self.joystick:
             mean, log_std = out[:, :2], np.clip(out[:, 2:], *LOG_STD_RANGE)
-            x = mean + np.exp(log_std) * rng.standard_normal(mean.shape)
-            logp = (-0.5 * ((x - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi)).sum(1)
-            return x.astype(np.float32), logp.astype(np.float32), v
+            x = (mean + np.exp(log_std) * rng.standard_normal(mean.shape)).astype(np.float32)
+            return x, _gauss_logp(mean, log_std, x).numpy(), v
         z = out - out.max(1, keepdims=True)
         logp_all = z - np.log(np.exp(z).sum(1, keepdims=True))
         a = (np.cumsum(np.exp(logp_all), 1) < rng.random((len(out), 1))).sum(1)
@@ -254,7 +253,6 @@ def train_ppo(cfg: Config, spec: EnvSpec, workdir: str, ckpt, log: Callable[[str
     if marker is not None:
         agent.net.load_weights(os.path.join(ckdir, "policy.weights.h5"))
         with h5py.File(os.path.join(ckdir, "state.h5"), "r") as f:
-            from ..h5arrays import assign_arrays, read_arrays
             assign_arrays(agent.opt.variables, f["optimizer"], f"{ckdir}: optimizer state")
             best_weights = read_arrays(f["best"])
         with open(os.path.join(ckdir, "loop.json")) as f:
@@ -264,7 +262,10 @@ def train_ppo(cfg: Config, spec: EnvSpec, workdir: str, ckpt, log: Callable[[str
     resumed_from = st.step
     envs = _Envs(cfg, spec, st)
     for i in range(n):
-        envs.restore(i) if marker is not None else envs.start(i)
+        if marker is not None:
+            envs.restore(i)
+        else:
+            envs.start(i)
     per_update = n * p.n_steps
     total_updates = max(1, -(-(p.total_steps or c.total_steps) // per_update))
     writer = None
