@@ -3,6 +3,9 @@
 # e.g. `bash test.sh -k replay`.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Debian's chromium + chromedriver for the dashboard tests, fetched while the venv builds
+bash scripts/browser.sh > .browser-setup.log 2>&1 & browser=$!
 bash build.sh
+wait "$browser" || { cat .browser-setup.log >&2; exit 2; }
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 exec .venv/bin/python -m pytest -ra --durations=15 "$@"

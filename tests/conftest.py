@@ -116,3 +116,40 @@ def quick_run(tmp_path_factory) -> tuple[str, str]:
     rlpad("transform", *common)
     rlpad("fit-gan", *common, *QUICK_GAN)
     return store, run
+
+
+STUDY_DQN = ["dqn.total_steps=4000", "dqn.learning_starts=500", "dqn.eval_every=2000",
+       "dqn.eval_episodes=2", "dqn.checkpoint_every=1000", "dqn.final_eval_episodes=3",
+       "dqn.stop_at_eval_return=0", "transform.policy_steps=3000"]
+STUDY_SETS = STUDY_DQN + ["study.agents=2", "study.sanity_episodes=10", "eval.n_real=[200,0]",
+              "eval.n_fake=[0,500]", "eval.repetitions=2", "eval.episodes=3", "eval.n_envs=3",
+              'eval.modes=["none","simple"]', "study.primary=simple"]
+STUDY_ARGS = [a for s in STUDY_SETS for a in ("--set", s)] + QUICK_GAN
+
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory):
+    """A study of two agents through stages 1-4 (test_study_pipeline.py's subject; the
+    dashboard reads it too): stage 1 killed while it trains agent 2, stage 4 once 5 tasks
+    are saved, each rerun."""
+    dst = tmp_path_factory.mktemp("study") / "store"
+    run = "study"
+    common = ["--store", str(dst), "--run", run, *STUDY_ARGS]
+    # the failpoint counts the agent steps of this process: agent 1's 4,000, then agent 2's
+    env = {**os.environ, "RLPAD_FAILPOINTS": "1-fit.step=6500", "PYTHONUNBUFFERED": "1"}
+    killed = subprocess.run(RLPAD + ["fit", *common], cwd=ROOT, capture_output=True, text=True,
+                            env=env, timeout=600)
+    before = (dst / run / "agents" / "1" / "1-fit" / "manifest.json").read_bytes()
+    fit = rlpad("fit", *common)
+    outs = [fit.stdout + fit.stderr]
+    for cmd in ("transform", "fit-gan"):
+        p = rlpad(cmd, *common)
+        outs.append(p.stdout + p.stderr)
+    # stage 4 killed once 5 of its 18 tasks are saved, then rerun
+    env4 = {**os.environ, "RLPAD_FAILPOINTS": "4-eval.persist=5", "PYTHONUNBUFFERED": "1"}
+    killed4 = subprocess.run(RLPAD + ["eval", *common, "--master", "local[2]"], cwd=ROOT,
+                             capture_output=True, text=True, env=env4, timeout=600)
+    saved = sorted(p.stem for p in (dst / run / "4-eval" / "_trials").glob("*/*.json"))
+    p = rlpad("eval", *common, "--master", "local[2]")
+    outs.append(p.stdout + p.stderr)
+    return dst, run, (killed, killed4, saved), before, outs

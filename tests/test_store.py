@@ -12,6 +12,8 @@ from conftest import record_writes
 from rlpad.store import (
     MANIFEST, STAGES, ChecksumError, MissingStageError, Store, StoreError, sha256_file,
     validate_run_id)
+from rlpad.store.status import (STATUS, effective_state, fail_running, read_status,
+                                report_progress)
 
 RUN, STAGE = "r1", "1-fit"
 
@@ -41,14 +43,15 @@ def test_manifest_written_last(store, tmp_path, monkeypatch):
     assert store.manifest(RUN, STAGE) is None  # not done until commit
     w.put_json("b.json", {"b": 1})
     m = w.commit(config={}, config_hash="h", metrics={"x": 1})
-    assert [Path(p).name for p in order] == ["a.bin", "b.json", MANIFEST]
+    # the status record opens the stage and says done just before the manifest
+    assert [Path(p).name for p in order] == [STATUS, "a.bin", "b.json", STATUS, MANIFEST]
     on_disk = store.manifest(RUN, STAGE)
     assert on_disk["_sha256"] == m["_sha256"]
     assert on_disk["files"]["a.bin"]["sha256"] == sha256_file(store.path(RUN, STAGE, "a.bin"))
     for key in ("config_hash", "upstream", "versions", "git_revision", "wall_time_s", "metrics"):
         assert key in on_disk
     # no temp files are left beside the outputs
-    assert sorted(os.listdir(store.path(RUN, STAGE))) == ["a.bin", "b.json", MANIFEST]
+    assert sorted(os.listdir(store.path(RUN, STAGE))) == ["a.bin", "b.json", MANIFEST, STATUS]
 
 
 def test_read_back_verified(store, tmp_path):
@@ -177,3 +180,36 @@ def test_local_store_needs_no_probe(tmp_path):
     s = Store(str(tmp_path / "new" / "store"))
     assert s.is_local and os.path.isdir(s.root) and s.endpoint is None
     s.check()  # a no-op for a local folder
+
+
+def test_status_record_running_progress_failed_done(store, monkeypatch):
+    """running (heartbeat, the latest progress) -> failed with its one line; a stale heartbeat
+    reads as stalled; a commit says done and the manifest wins."""
+    import time
+
+    monkeypatch.setenv("RLPAD_HEARTBEAT_S", "0.2")
+    assert read_status(store, RUN, STAGE) is None
+    w = store.writer(RUN, STAGE)
+    w.begin()
+    report_progress("1-fit", 40, 100, "steps", 20.0, 3.0, {"loss": 0.5, "bad": float("nan")})
+    first = read_status(store, RUN, STAGE)["heartbeat"]
+    time.sleep(0.6)
+    rec = read_status(store, RUN, STAGE)
+    assert rec["state"] == "running" and rec["heartbeat"] > first  # the thread beats
+    assert rec["progress"] == {"label": "1-fit", "done": 40, "total": 100, "unit": "steps",
+                               "rate": 20.0, "eta_s": 3.0, "info": {"loss": 0.5}}
+    assert effective_state(rec, False) == "running"
+    assert effective_state(rec, False, now=rec["heartbeat"] + 31) == "stalled"
+    assert effective_state(rec, False, now=rec["heartbeat"] + 2, stall_after_s=1) == "stalled"
+    fail_running(ValueError("eval.n_fake: too large\nsecond line"))
+    rec = read_status(store, RUN, STAGE)
+    assert rec["state"] == "failed" and rec["error"] == "eval.n_fake: too large"
+    assert effective_state(rec, False) == "failed"
+    w2 = store.writer(RUN, STAGE)
+    w2.begin()
+    w2.commit(config={}, config_hash="h", metrics={})
+    rec = read_status(store, RUN, STAGE)
+    assert rec["state"] == "done" and effective_state(rec, True) == "done"
+    assert effective_state(rec, False) == "damaged"  # done, but its manifest is gone
+    (Path(store.path(RUN, STAGE, STATUS))).write_text("{not json")
+    assert read_status(store, RUN, STAGE)["state"] == "damaged"

@@ -54,7 +54,8 @@ def test_publish_and_read_back(gcs_uri, tmp_path, monkeypatch):
     order = record_writes(monkeypatch)  # every object path the store writes, in order
     assert store.manifest(RUN, STAGE) is None
     m = _write_stage(store, tmp_path)
-    assert order[-1].endswith(f"/{STAGE}/{MANIFEST}") and len(order) == 4  # manifest last
+    assert order[-1].endswith(f"/{STAGE}/{MANIFEST}") and len(order) == 6  # manifest last
+    assert [p.rsplit("/", 1)[-1] for p in order].count("status.json") == 2  # running, done
     assert set(m["files"]) == {"model.weights.h5", "metrics.json", "notes.txt"}
 
     fresh = Store(gcs_uri)  # another process's view: nothing cached

@@ -12,6 +12,7 @@ import sys
 
 from .config import ConfigError, load_config
 from .store import Store, StoreError, validate_run_id
+from .store.status import fail_running
 
 STAGE_COMMANDS = {  # command -> (module, help)
     "fit": ("fit", "stage 1: fit the profile's learner (DQN, Double DQN, Split-Q); keep its Q-net and replay memory"),
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "embedded (stage 2's e(s) episodes); default replay")
     p.add_argument("--out", default=None, help="datasets folder (default: minari's, "
                    "MINARI_DATASETS_PATH or ~/.minari/datasets)")
+    p = sub.add_parser("dashboard", help="serve a read-only web app over a store: runs, "
+                                         "stages, studies, comparisons")
+    p.add_argument("--store", default="./artifacts", help="the store to show (a folder or gs://)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    p.add_argument("--port", type=int, default=8050)
+    p.add_argument("--poll", type=float, default=5.0, metavar="S",
+                   help="seconds between a page's checks for changes (default 5)")
+    p.add_argument("--stall-after", type=float, default=None, metavar="S",
+                   help="a running stage whose heartbeat is older than this is stalled "
+                        "(default: 3 heartbeats, at least 30 s)")
     p = sub.add_parser("play", help="a stored agent plays greedily; GIFs of its episodes "
                                     "with their scores go to the store (<run>/play/)")
     _common(p)
@@ -95,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     # one clear error, printed below.
     logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
     try:
+        if args.command == "dashboard":
+            if not 0 < args.port < 65536 or args.poll <= 0:
+                raise ValueError("--port must be 1-65535 and --poll > 0")
+            from .dashboard import serve
+
+            serve(args.store, args.host, args.port, args.poll, args.stall_after)
+            return 0
         cfg = load_config(args.profile, args.overrides)
         if args.command == "config":
             print(json.dumps(cfg.to_dict(), indent=1))
@@ -142,13 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         run_all(args.command, cfg, store, args.run, args.force, settings)
         return 0
     except (ConfigError, StoreError, ValueError, FileNotFoundError, FileExistsError) as e:
+        fail_running(e)
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
+        fail_running(e)
         if not type(e).__module__.startswith("rlpad."):
             raise  # someone else's failure: keep its traceback
         print(f"rlpad {args.command}: error: {e}", file=sys.stderr)  # ours: Spark, trials, GAN
         return 2
+    except BaseException as e:  # a bug or Ctrl-C: the status says so, the traceback stays
+        fail_running(e)
+        raise
 
 
 if __name__ == "__main__":

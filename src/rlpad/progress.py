@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 import time
 
+from .store.status import report_progress
+
 
 def fmt_duration(seconds: float) -> str:
     if seconds != seconds or seconds == float("inf"):
@@ -37,6 +39,7 @@ class Progress:
         self.last = now
         rate = self.rate()
         eta = (self.total - done) / rate if rate > 0 else float("inf")
+        report_progress(self.label, done, self.total, self.unit, rate, eta, info)
         pct = 100.0 * done / max(self.total, 1)
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in info.items())

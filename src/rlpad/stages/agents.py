@@ -13,6 +13,7 @@ from typing import Callable
 
 from ..artifacts import Agent, agent_by_seed, study_agents
 from ..config import Config, config_from_dict
+from ..store.status import fail_running
 
 TASK_FN = "rlpad.stages.agents:run_agent_task"
 MODULES = {"fit": "fit", "transform": "transform", "fit-gan": "fitgan"}
@@ -31,8 +32,12 @@ def run_agent_task(spec: dict, ctx: dict) -> dict:
     cfg = config_from_dict(ctx["config"], "agent-stage context")
     agent = agent_by_seed(cfg, int(spec["agent"]))
     lines: list[str] = []
-    metrics = run_agent_stage(spec["command"], cfg, Store(ctx["store"]), ctx["run"], agent,
-                              bool(ctx["force"]), log=lines.append)
+    try:
+        metrics = run_agent_stage(spec["command"], cfg, Store(ctx["store"]), ctx["run"], agent,
+                                  bool(ctx["force"]), log=lines.append)
+    except BaseException as e:  # on an executor: the stage's status says failed, and why
+        fail_running(e)
+        raise
     keep = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}
     return {"trial_id": spec["trial_id"], "agent": agent.seed, "metrics": keep, "log": lines}
 

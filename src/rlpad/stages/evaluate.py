@@ -23,6 +23,7 @@ from .. import failpoints
 from ..artifacts import FitOutputs, TrialContext, study_agents
 from ..config import Config, primary_cell, primary_missing
 from ..store import Store
+from ..store.status import report_progress
 from .common import already_done
 
 STAGE = "4-eval"
@@ -182,6 +183,8 @@ def run(cfg: Config, store: Store, run_id: str, force: bool = False, master: str
 
     def progress(p: GridProgress) -> None:
         log(f"[{STAGE}] {p}")
+        report_progress(STAGE, p.done + p.skipped, p.total + p.skipped, "trials", p.rate,
+                        p.eta_s if p.eta_s is not None else float("inf"), {})
 
     results = run_grid(specs, TRIAL_FN, ctx.to_dict(), settings, done=finished, on_result=persist,
                        on_progress=progress)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .common import (MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, ChecksumError, StoreError,
                      git_revision, package_versions, script_for, sha256_file, validate_run_id)
+from .status import StageStatus
 
 if TYPE_CHECKING:
     from .core import Store
@@ -84,11 +85,14 @@ class StageWriter:
         self.store, self.run, self.stage = store, validate_run_id(run), stage
         self.files: dict[str, dict] = {}
         self.t0 = time.time()
+        self.status: StageStatus | None = None
 
     def begin(self) -> None:
         """Invalidate any previous output first, so a crash can never leave an old
-        manifest describing new files."""
+        manifest describing new files. From here until commit the stage has a status record
+        (running, with a heartbeat: store/status.py)."""
         self.store.rm(self.store.path(self.run, self.stage, MANIFEST))
+        self.status = StageStatus(self.store, self.run, self.stage).start()
 
     def put_file(self, local: str, name: str | None = None) -> None:
         name = name or os.path.basename(local)
@@ -124,6 +128,8 @@ class StageWriter:
             "run_info": run_info or {},
         }
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        if self.status is not None:  # before the manifest, which stays the last write
+            self.status.finish("done")
         self.store.write_bytes(self.store.path(self.run, self.stage, MANIFEST), data)
         manifest["_sha256"] = hashlib.sha256(data).hexdigest()
         return manifest
