@@ -11,3 +11,4 @@ bash 4-scaled-simple-eval.sh
 source config.sh
 echo
 echo "quickstart: done. Artifacts (models, data, curves, plots, manifests) are in $RLPAD_STORE/$RLPAD_RUN/"
+echo "quickstart: to look through them in a browser: bash dashboard.sh (then http://127.0.0.1:8050/)"

@@ -39,4 +39,6 @@ if [[ -z "$QUICK" ]]; then
   echo "== study_speed (a study's wall time for 1, 2, 4 agents; stage 4 from 1 to 2 executors)"
   "$PY" bench/study_speed.py --agents 1 2 4 --set gan.steps=2000 --scaling | tee "$OUT/study_speed.txt"
 fi
+echo "== dashboard_render (the dashboard in headless Chromium: 200 runs, a 1,000-trial study)"
+"$PY" bench/dashboard_render.py ${QUICK:+--runs 20 --repeats 2} --work "$OUT/dashboard" | tee "$OUT/dashboard_render.txt"
 echo "reports in $OUT"

@@ -240,3 +240,12 @@ def test_a_killed_stage_shows_stalled_then_done_after_its_rerun(tmp_path):
         wait_for(d, '#stage-table tr[data-key="None"] .state-done', timeout=30)
         m = _manifest(store, "live", "1-fit")["metrics"]
         assert f"{m['eval_return_mean']:.1f}" in text(d, "#scores-table", contains=f"{m['eval_return_mean']:.1f}")
+
+
+def test_a_missing_store_is_one_line_and_nothing_is_made(tmp_path):
+    p = rlpad("dashboard", "--store", str(tmp_path / "nope"), check=False)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [
+        f"rlpad dashboard: error: store folder '{tmp_path / 'nope'}' does not exist (option "
+        "--store / RLPAD_STORE): the dashboard only reads stores"]
+    assert not (tmp_path / "nope").exists()

@@ -3,19 +3,19 @@ statistics and outputs, the paired design within each agent.
 
 Both agents train a small DQN budget (the statistics and the layout are under test here, not
 the agents' skill). Stage 1 is killed while it trains agent 2, after agent 1 finished; the rerun
-skips agent 1 by its manifest and resumes agent 2 from its checkpoint.
+skips agent 1 by its manifest and resumes agent 2 from its checkpoint. The study itself is
+conftest's `study_run` (the dashboard tests read it too).
 """
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import RLPAD, ROOT, rlpad
+from conftest import rlpad
+
 
 def test_agents_have_their_own_stages_and_resume(study_run):
     store, run, (killed, _, _), before, outs = study_run

@@ -13,7 +13,8 @@ STATE_COLORS = {"done": "#2ca02c", "running": "#1f77b4", "stalled": "#ff7f0e",
                 "failed": "#d62728", "damaged": "#8c564b", "absent": "#999999"}
 
 TABLE = {"borderCollapse": "collapse", "fontSize": "13px", "margin": "6px 0 14px 0"}
-CELL = {"border": "1px solid #ddd", "padding": "3px 8px", "textAlign": "right"}
+CELL = {"border": "1px solid #ddd", "padding": "3px 8px", "textAlign": "right",
+        "whiteSpace": "nowrap"}
 HEAD = {**CELL, "background": "#f4f4f4", "textAlign": "center"}
 
 
@@ -54,7 +55,8 @@ def table(header: list, rows: list[list], id: str | None = None, row_ids: list[s
     ident = f' id="{escape(id)}"' if id else ""
     doc = (f'<table{ident} style="{_css(TABLE)}"><thead><tr>{head}</tr></thead><tbody>'
            + "".join(body) + "</tbody></table>")
-    return html.Div(dcc.Markdown(doc, dangerously_allow_html=True), className="table-wrap")
+    return html.Div(dcc.Markdown(doc, dangerously_allow_html=True), className="table-wrap",
+                    style={"overflowX": "auto"})
 
 
 def damaged(reason: str) -> html.Div:

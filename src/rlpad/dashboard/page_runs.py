@@ -53,7 +53,9 @@ def runs_rows(view: StoreView, game: str | None) -> tuple[list[list], list[str]]
         wall = sum(v.wall_s or 0 for v in rv.stages.values()) + ((rv.eval.wall_s or 0) if rv.eval else 0)
         cfg = rv.first_config()
         agents = "1" if rv.agents == [None] else f"{len(rv.agents)} (seeds {rv.agents[0]}-{rv.agents[-1]})"
-        rows.append([run_link(run), rv.game, rv.learner, cfg.get("description", "—"), agents,
+        desc = cfg.get("description", "—")
+        short = Raw(f'<span title="{escape(desc)}">{escape(desc[:40] + ("…" if len(desc) > 40 else ""))}</span>')
+        rows.append([run_link(run), rv.game, rv.learner, short, agents,
                      *[Raw(f"<div>{escape(states[s])}</div><div class='metric'>"
                            f"{escape(metrics[s])}</div>") for s in STAGE_ORDER],
                      f"{wall:,.0f} s",

@@ -81,7 +81,7 @@ def layout(view: StoreView, run: str) -> html.Div:
     return html.Div([
         html.H2(f"Study {run}", id="study-title"),
         note(f"{d['study'].get('game', '?')} · {m.get('n_agents', 1)} agent(s) · "
-             f"{m.get('n_trials', 0):,} trials · data: {m.get('dataset', '?')} · sanity holds for "
+             f"{m.get('n_trials', 0):,} trials · {m.get('dataset', '?')} · sanity holds for "
              f"{len(m.get('sanity_holds_agents', []))} of {m.get('n_agents', 1)}"),
         dcc.Link(f"← run {run}", href=f"/run/{run}"), filters,
         html.Div(body(view, run, {}), id="study-body")])
