@@ -15,7 +15,8 @@ TINY = {
                          "dqn.final_eval_episodes=3", "env.max_episode_steps=200"],
     "lunarlander": ["dqn.total_steps=600", "dqn.learning_starts=200", "dqn.eval_every=300",
                     "dqn.eval_episodes=2", "dqn.checkpoint_every=300", "dqn.final_eval_episodes=3",
-                    "env.max_episode_steps=200"],
+                    "env.max_episode_steps=200",
+                    "transform.policy_steps=600"],  # the profile's own-play data, 600 steps
 }
 LATER = ["gan.steps=60", "gan.checkpoint_every=30", "eval.n_real=[100,0]", "eval.n_fake=[0,200]",
          "eval.repetitions=1", "eval.episodes=2", "eval.n_envs=2", "study.sanity_episodes=2",

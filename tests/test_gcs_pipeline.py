@@ -132,7 +132,8 @@ def test_quick_pipeline_on_gcs(gcs_outage):
         assert m is not None, stage
         names = set(_objects(o.emu, f"{PREFIX}/{RUN}/{stage}/"))
         # Exactly the manifest's files and the manifest: no checkpoints or trial files left.
-        assert names == {f"{PREFIX}/{RUN}/{stage}/{n}" for n in [*m["files"], "manifest.json"]}
+        assert names == {f"{PREFIX}/{RUN}/{stage}/{n}"  # + the stage's status record
+                         for n in [*m["files"], "manifest.json", "status.json"]}
     ev = st.manifest(RUN, "4-eval")
     assert ev["metrics"]["n_trials"] == 3 and "sanity_recovery" in ev["metrics"]
     assert ev["metrics"]["table"].strip() in p.stdout
