@@ -158,6 +158,7 @@ def _layer_flops(qnet) -> list[tuple[str, int]]:
 
 def worker_micro(args) -> dict:
     import numpy as np
+    import rlpad  # noqa: F401  oneDNN on before TensorFlow loads (rlpad/__init__.py)
     import tensorflow as tf
 
     from rlpad.dqn import DQNAgent

@@ -32,6 +32,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
 
     import numpy as np
+    import rlpad  # noqa: F401  oneDNN on before TensorFlow loads (rlpad/__init__.py)
     import tensorflow as tf
 
     from rlpad.config import load_config

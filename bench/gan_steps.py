@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="synthetic training rows")
     args = ap.parse_args()
 
+    import rlpad  # noqa: F401  oneDNN on before TensorFlow loads (rlpad/__init__.py)
     import tensorflow as tf
 
     from rlpad.config import load_config

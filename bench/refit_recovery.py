@@ -64,6 +64,7 @@ def make_stages(store: str, run: str, profile: str, sets: list[str]) -> None:
 
 
 def worker(store: str, run: str, profile: str, sets: list[str], seed: int) -> dict:
+    import rlpad  # noqa: F401  oneDNN on before TensorFlow loads (rlpad/__init__.py)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)

@@ -15,6 +15,8 @@ from typing import Iterator
 
 import pytest
 
+import rlpad  # noqa: F401  before any test module imports TensorFlow: it sets TF's CPU kernels
+
 ROOT = Path(__file__).resolve().parents[1]
 RLPAD = [sys.executable, "-m", "rlpad.cli"]
 QUICK_GAN = ["--set", "gan.steps=300", "--set", "gan.checkpoint_every=100"]

@@ -209,32 +209,43 @@ def quick_kill_reference(tmp_path_factory):
     return _outputs(store, "ref")
 
 
-@pytest.mark.parametrize("failpoints", ["", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"],
-                         ids=["after-first-checkpoint", "during-eval", "during-checkpoint-write",
-                              "mid-episode"])
-def test_kill9_then_resume_is_exact(tmp_path, quick_kill_reference, failpoints):
-    """Killed anywhere, the rerun resumes from its newest complete checkpoint and ends
-    bit-identical to the run never killed."""
+# Kill points in turn on one run: each rerun resumes from the newest complete checkpoint and is
+# killed again further on, the last one finishes. Points: as soon as the first checkpoint is
+# complete (a kill at a random moment), inside the 3rd evaluation of the rerun, halfway through
+# its 2nd checkpoint write (the half-written one must be passed over), mid-episode.
+KILL_POINTS = ["", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"]
+
+
+def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_reference):
+    """Killed anywhere (again and again), each rerun resumes from its newest complete checkpoint
+    and the last ends bit-identical to the run never killed."""
     store, run = tmp_path / "store", "killed"
     stage_dir = store / run / STAGE
-    _kill_run(store, run, QUICK_KILL, tmp_path / "first.log", failpoints=failpoints)
-    steps = _complete_ckpts(stage_dir)
-    n = steps[-1]
-    assert 0 < n < 3000
-    marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
-    assert marker["step"] == n
+    resumed: list[int] = []
     pre_kill = tmp_path / "pre-kill-replay.h5"
-    shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
+    for i, failpoints in enumerate(KILL_POINTS):
+        log = tmp_path / f"kill{i}.log"
+        _kill_run(store, run, QUICK_KILL, log, failpoints=failpoints)
+        if i:  # the killed rerun resumed where the kill before it left off
+            assert f"resuming from checkpoint at step {resumed[-1]:,}" in log.read_text(), failpoints
+        n = _complete_ckpts(stage_dir)[-1]
+        assert (resumed[-1] if resumed else 0) < n < 3000, (failpoints, resumed, n)
+        marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
+        assert marker["step"] == n
+        resumed.append(n)
+        if not i:
+            shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
 
     p = _ok(rlpad_fit(store, run, QUICK_KILL))
+    n = resumed[-1]
     assert f"resuming from checkpoint at step {n:,}" in p.stdout, p.stdout[-2000:]
     m = _manifest(store, run)
     assert m["run_info"]["resumed_from_step"] == n > 0
     assert m["metrics"]["agent_steps"] == 3000  # the step counter went on from n, not from 0
-    # the replay kept the rows written before the kill: all of them, unchanged, first
+    # the replay kept the rows written before the first kill: all of them, unchanged, first
     pre = ReplayMemory.load(str(pre_kill))
     post = ReplayMemory.load(str(stage_dir / "replay.h5"))
-    assert pre.size > n and post.size > n and post.n_transitions() == 3000
+    assert pre.size > resumed[0] and post.n_transitions() == 3000
     k = pre.size  # the newest row's transition came after the checkpoint
     for name in ("frames", "pos"):
         np.testing.assert_array_equal(getattr(post, name)[:k], getattr(pre, name)[:k], err_msg=name)
