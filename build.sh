@@ -62,7 +62,7 @@ build_venv() {
 }
 
 case "$RLPAD_RUNNER" in
-  local) need_java; build_venv ;;
+  local) need_java; build_venv; bash scripts/plotly-bundle.sh ;;
   docker) build_image ;;
   *) echo "build: RLPAD_RUNNER must be local or docker, got '$RLPAD_RUNNER' (config.sh)" >&2; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ import pytest
 import gcs_emulator as gcs  # before anything imports gcsfs
 from browser import chrome, missing, text, wait_for
 from conftest import RLPAD, ROOT, STUDY_ARGS, free_port, rlpad
+from rlpad.dashboard import plotly_bundle
 
 pytestmark = pytest.mark.skipif(os.environ.get("RLPAD_NO_BROWSER") == "1",
                                 reason="RLPAD_NO_BROWSER=1")
@@ -134,6 +135,10 @@ def test_every_page_in_a_real_browser(dash_store, tmp_path):
         for css in ("#score-plot .main-svg", "#lift-plot .main-svg", "#sanity-plot .main-svg"):
             wait_for(d, css)
         assert len(d.find_elements(By.CSS_SELECTOR, "#verdict-table tbody tr")) == 2
+        # the graphs drew with plotly.js's basic build (build.sh installs it), not the 4.8 MB one
+        traces = d.execute_script("return Object.keys(Plotly.PlotSchema.get().traces).sort()")
+        assert set(plotly_bundle.TRACES) <= set(traces) and "scatter3d" not in traces, traces
+        assert d.execute_script("return Plotly.version") == plotly_bundle.VERSION
         d.find_element(By.CSS_SELECTOR, "#study-nreal").click()  # the n_real filter: 200 only
         wait_for(d, "[role=option]", text="200").click()
         d.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
@@ -249,3 +254,20 @@ def test_a_missing_store_is_one_line_and_nothing_is_made(tmp_path):
         f"rlpad dashboard: error: store folder '{tmp_path / 'nope'}' does not exist (option "
         "--store / RLPAD_STORE): the dashboard only reads stores"]
     assert not (tmp_path / "nope").exists()
+
+
+def test_plotly_bundle_is_served_only_when_its_checksum_is_the_pinned_one(tmp_path, monkeypatch):
+    """The basic build build.sh installed loads; a changed or missing file does not (the
+    graphs then get the plotly package's full build), each with one line saying why."""
+    installed = plotly_bundle.default_path()
+    data = plotly_bundle.load(log=pytest.fail)
+    assert data is not None and data == installed.read_bytes()
+    assert data.startswith(b"/**\n* plotly.js (basic - minified) v" + plotly_bundle.VERSION.encode())
+    said: list[str] = []
+    changed = tmp_path / "plotly.min.js"
+    changed.write_bytes(data[:-1] + b" ")
+    monkeypatch.setenv("RLPAD_PLOTLY_BUNDLE", str(changed))
+    assert plotly_bundle.load(log=said.append) is None
+    monkeypatch.setenv("RLPAD_PLOTLY_BUNDLE", str(tmp_path / "absent.js"))
+    assert plotly_bundle.load(log=said.append) is None
+    assert len(said) == 2 and "sha256 differs" in said[0] and "not installed" in said[1], said

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
+import time
 from urllib.parse import parse_qs, unquote
 
 import dash
 from dash import Input, Output, State, dcc, html
-from flask import Response
+from flask import Response, request
 
-from . import page_compare, page_run, page_runs, page_study
+from . import page_compare, page_run, page_runs, page_study, plotly_bundle
 from .components import damaged
 from .data import Damaged, StoreView
 
@@ -61,9 +63,23 @@ def render(view: StoreView, path: str, search: str):
                          damaged(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")])
 
 
-def create_app(view: StoreView, poll_s: float = 5.0) -> dash.Dash:
+# where a Dash graph fetches plotly.js from the first time a page draws one (dash-renderer's
+# _dashPlotlyJSURL; the fingerprinted form too)
+_PLOTLY_JS = re.compile(r"/_dash-component-suites/plotly/package_data/plotly(\.v[\w-]+)?\.min\.js")
+
+
+def create_app(view: StoreView, poll_s: float = 5.0, plotly_js: bytes | None = None) -> dash.Dash:
+    """plotly_js: the plotly.js build the graphs get instead of the plotly package's full one
+    (plotly_bundle.load())."""
     app = dash.Dash(__name__, title="rlpad", suppress_callback_exceptions=True,
                     update_title=None)
+    if plotly_js is not None:
+        @app.server.before_request
+        def smaller_plotly():
+            if _PLOTLY_JS.fullmatch(request.path):
+                return Response(plotly_js, mimetype="text/javascript",
+                                headers={"Cache-Control": "max-age=86400"})
+            return None
     app.layout = html.Div([
         dcc.Location(id="url"), dcc.Interval(id="tick", interval=int(poll_s * 1000)),
         dcc.Store(id="sig"),
@@ -126,7 +142,11 @@ def create_app(view: StoreView, poll_s: float = 5.0) -> dash.Dash:
 def serve(store: str, host: str = "127.0.0.1", port: int = 8050, poll_s: float = 5.0,
           stall_after_s: float | None = None) -> None:
     view = StoreView(store, stall_after_s=stall_after_s)
-    app = create_app(view, poll_s)
+    app = create_app(view, poll_s, plotly_bundle.load())
+    t = time.time()
+    with view.snapshot():  # the first visitor finds the runs' manifests parsed and verified
+        render(view, "/", "")
+    print(f"rlpad dashboard: {len(view.runs())} runs read in {time.time() - t:.1f} s", flush=True)
     print(f"rlpad dashboard: {store} at http://{host}:{port}/ (read-only; Ctrl-C stops)",
           flush=True)
     app.run(host=host, port=port, debug=False)
