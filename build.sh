@@ -15,7 +15,7 @@ need_java() {
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "build: installing a headless Java 17 runtime for Spark (apt-get)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq openjdk-17-jre-headless >/dev/null
   else
     echo "build: Spark needs Java 17 or 21: install a JRE (e.g. apt-get install openjdk-17-jre-headless)" >&2
     exit 2

@@ -7,5 +7,6 @@ cd "$(dirname "$0")"
 bash scripts/browser.sh > .browser-setup.log 2>&1 & browser=$!
 bash build.sh
 wait "$browser" || { cat .browser-setup.log >&2; exit 2; }
+bash scripts/plotly-bundle.sh --require  # the dashboard tests check the graphs use it
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 exec .venv/bin/python -m pytest -ra --durations=15 "$@"

@@ -71,6 +71,7 @@ def _specs(store: str, run: str, overrides: list[str]) -> list[dict]:
 
 # ---- workers (own processes) -------------------------------------------------------------------
 def worker_one_core(args) -> dict:
+    import rlpad  # noqa: F401  oneDNN on before TensorFlow loads (rlpad/__init__.py)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)

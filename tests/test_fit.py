@@ -209,11 +209,12 @@ def quick_kill_reference(tmp_path_factory):
     return _outputs(store, "ref")
 
 
-# Kill points in turn on one run: each rerun resumes from the newest complete checkpoint and is
-# killed again further on, the last one finishes. Points: as soon as the first checkpoint is
-# complete (a kill at a random moment), inside the 3rd evaluation of the rerun, halfway through
-# its 2nd checkpoint write (the half-written one must be passed over), mid-episode.
-KILL_POINTS = ["", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"]
+# Kill points in turn on one run (each process counts its own hits): each rerun resumes from the
+# newest complete checkpoint and is killed again further on, the last one finishes. Points:
+# mid-episode after the first checkpoint (step 450), inside the rerun's 3rd evaluation (1,000),
+# halfway through its 2nd checkpoint write (1,600: the half-written one must be passed over),
+# mid-episode 1,111 steps after resuming (2,311).
+KILL_POINTS = ["1-fit.step=450", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"]
 
 
 def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_reference):
@@ -230,6 +231,8 @@ def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_refer
             assert f"resuming from checkpoint at step {resumed[-1]:,}" in log.read_text(), failpoints
         n = _complete_ckpts(stage_dir)[-1]
         assert (resumed[-1] if resumed else 0) < n < 3000, (failpoints, resumed, n)
+        if failpoints.startswith("checkpoint.write"):  # the half-written one is there, passed over
+            assert [p for p in (stage_dir / "_ckpt").iterdir() if p.name.isdigit() and int(p.name) > n]
         marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
         assert marker["step"] == n
         resumed.append(n)

@@ -63,23 +63,28 @@ def render(view: StoreView, path: str, search: str):
                          damaged(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")])
 
 
-# where a Dash graph fetches plotly.js from the first time a page draws one (dash-renderer's
-# _dashPlotlyJSURL; the fingerprinted form too)
-_PLOTLY_JS = re.compile(r"/_dash-component-suites/plotly/package_data/plotly(\.v[\w-]+)?\.min\.js")
-
-
 def create_app(view: StoreView, poll_s: float = 5.0, plotly_js: bytes | None = None) -> dash.Dash:
     """plotly_js: the plotly.js build the graphs get instead of the plotly package's full one
     (plotly_bundle.load())."""
     app = dash.Dash(__name__, title="rlpad", suppress_callback_exceptions=True,
                     update_title=None)
     if plotly_js is not None:
+        # where a Dash graph fetches plotly.js the first time a page draws one (dash-renderer's
+        # _dashPlotlyJSURL; the fingerprinted form too)
+        path = re.compile(re.escape(app.config.routes_pathname_prefix)
+                          + r"_dash-component-suites/plotly/package_data/plotly(\.v[\w-]+)?\.min\.js")
+        etag = hashlib.sha256(plotly_js).hexdigest()
+
         @app.server.before_request
         def smaller_plotly():
-            if _PLOTLY_JS.fullmatch(request.path):
-                return Response(plotly_js, mimetype="text/javascript",
-                                headers={"Cache-Control": "max-age=86400"})
-            return None
+            if not path.fullmatch(request.path):
+                return None
+            # revalidated by its hash: the URL is Dash's own, shared by any app on this address
+            resp = Response(plotly_js, mimetype="text/javascript",
+                            headers={"Cache-Control": "no-cache"})
+            resp.set_etag(etag)
+            return resp.make_conditional(request)
+
     app.layout = html.Div([
         dcc.Location(id="url"), dcc.Interval(id="tick", interval=int(poll_s * 1000)),
         dcc.Store(id="sig"),
@@ -144,9 +149,13 @@ def serve(store: str, host: str = "127.0.0.1", port: int = 8050, poll_s: float =
     view = StoreView(store, stall_after_s=stall_after_s)
     app = create_app(view, poll_s, plotly_bundle.load())
     t = time.time()
-    with view.snapshot():  # the first visitor finds the runs' manifests parsed and verified
-        render(view, "/", "")
-    print(f"rlpad dashboard: {len(view.runs())} runs read in {time.time() - t:.1f} s", flush=True)
+    try:
+        with view.snapshot():  # the first visitor finds the runs' manifests parsed and verified
+            render(view, "/", "")
+            n = len(view.runs())
+        print(f"rlpad dashboard: {n} runs read in {time.time() - t:.1f} s", flush=True)
+    except Exception as e:  # the pages say what is wrong; serving goes on
+        print(f"rlpad dashboard: reading the store first failed ({type(e).__name__}: {e})", flush=True)
     print(f"rlpad dashboard: {store} at http://{host}:{port}/ (read-only; Ctrl-C stops)",
           flush=True)
     app.run(host=host, port=port, debug=False)
