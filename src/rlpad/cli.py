@@ -99,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
         cmd = k8s_role_command(argv_[0], argv_[1:], os.environ)
         os.execvp(cmd[0], cmd)  # java is looked up on PATH without JAVA_HOME
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
     # gcsfs logs a full traceback for every exhausted retry; the store turns those into
