@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0; [ "${1:-}" = --require ] && fail=2
 py=.venv/bin/python
-read -r pkg ver sha dest < <($py -c 'from rlpad.dashboard import plotly_bundle as b
-print(b.NPM_PACKAGE, b.VERSION, b.SHA256, b.default_path())')
+read -r pkg ver file sha dest < <($py -c 'from rlpad.dashboard import plotly_bundle as b
+print(b.NPM_PACKAGE, b.VERSION, b.FILE, b.SHA256, b.default_path())')
 if [ -f "$dest" ] && [ "$(sha256sum "$dest" | cut -d" " -f1)" = "$sha" ]; then
   exit 0
 fi
@@ -18,16 +18,16 @@ if ! command -v npm >/dev/null 2>&1; then
   exit "$fail"
 fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-if ! (cd "$tmp" && npm pack "$pkg@$ver" >npm.log 2>&1 && tar xzf ./*.tgz package/plotly-basic.min.js); then
+if ! (cd "$tmp" && npm pack "$pkg@$ver" >npm.log 2>&1 && tar xzf ./*.tgz "package/$file"); then
   tail -n 5 "$tmp/npm.log" >&2 || true
   echo "build: npm could not fetch $pkg@$ver: the dashboard's graphs will load the full plotly.js" >&2
   exit "$fail"
 fi
-got=$(sha256sum "$tmp/package/plotly-basic.min.js" | cut -d" " -f1)
+got=$(sha256sum "$tmp/package/$file" | cut -d" " -f1)
 if [ "$got" != "$sha" ]; then
   echo "build: $pkg@$ver from npm has sha256 $got, not the pinned $sha: not installed" >&2
   exit 2
 fi
 mkdir -p "$(dirname "$dest")"
-mv "$tmp/package/plotly-basic.min.js" "$dest.tmp" && mv "$dest.tmp" "$dest"
+mv "$tmp/package/$file" "$dest.tmp" && mv "$dest.tmp" "$dest"
 echo "build: plotly.js basic $ver for the dashboard -> $dest"
