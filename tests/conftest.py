@@ -31,9 +31,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def standalone_spark(run_dir: Path, before_stop=None) -> Iterator[tuple[str, list[str]]]:
+def standalone_spark(run_dir: Path) -> Iterator[tuple[str, list[str]]]:
     """A real standalone master + worker on 127.0.0.1 (scripts/spark-cluster.sh):
-    yields (master URL, the script's --run-dir args); `before_stop` runs before teardown."""
+    yields (master URL, the script's --run-dir args)."""
     script = ROOT / "scripts" / "spark-cluster.sh"
     args = ["--run-dir", str(run_dir)]
     r = subprocess.run([str(script), "start", "--port", str(free_port()), "--webui-port",
@@ -45,9 +45,16 @@ def standalone_spark(run_dir: Path, before_stop=None) -> Iterator[tuple[str, lis
         assert url.startswith("spark://127.0.0.1:")
         yield url, args
     finally:
-        if before_stop:
-            before_stop()  # the app goes before its cluster
         subprocess.run([str(script), "stop", *args], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory) -> Iterator[tuple[str, list[str]]]:
+    """One standalone master + worker for the whole session (starting one costs ~10 s):
+    (master URL, the script's --run-dir args). A test module that keeps an app on it stops the
+    app in its own teardown, before this one stops the cluster."""
+    with standalone_spark(tmp_path_factory.mktemp("spark-cluster")) as c:
+        yield c
 
 
 def record_writes(monkeypatch) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import RLPAD, ROOT, rlpad, standalone_spark
+from conftest import RLPAD, ROOT, rlpad
 from rlpad.config import load_config
 from rlpad.store import Store
 from rlpad.trials import grid_specs
@@ -334,13 +334,8 @@ def test_eval_outputs_and_manifest(eval_local):
 
 
 # ---- the same grid on a standalone cluster -----------------------------------------------------
-@pytest.fixture(scope="module")
-def standalone_cluster(tmp_path_factory):
-    with standalone_spark(tmp_path_factory.mktemp("spark-cluster")) as (url, _):
-        yield url
-
-
-def test_standalone_cluster_matches_local(quick_run, eval_local, standalone_cluster, tmp_path):
+def test_standalone_cluster_matches_local(quick_run, eval_local, spark_cluster, tmp_path):
+    standalone_cluster = spark_cluster[0]
     store, run = quick_run
     copy = _copy_run(store, run, tmp_path / "store")
     # What 4-scaled-simple-eval.sh does for a spark:// master: spark-submit, client mode.

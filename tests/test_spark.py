@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, standalone_spark
+from conftest import free_port
 from rlpad import toy_trial
 from rlpad.spark import (GridProgress, SparkClusterError, SparkSettings, SparkSettingsError,
                          TrialError, ctx_key, parse_master, run_grid, session,
@@ -262,9 +262,9 @@ def test_on_result_error_cancels_the_grid(sessions):
 
 # ---- standalone master + worker --------------------------------------------------------------
 @pytest.fixture(scope="module")
-def standalone(sessions, tmp_path_factory):
-    with standalone_spark(tmp_path_factory.mktemp("spark-cluster"), before_stop=sessions.close) as c:
-        yield c
+def standalone(sessions, spark_cluster):
+    yield spark_cluster
+    sessions.close()  # this module's app leaves the shared cluster
 
 
 def test_standalone_grid_matches_local(sessions, standalone):

@@ -95,21 +95,19 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_standalone_master_runs_agents_stage1_as_parallel_tasks(tmp_path):
+def test_standalone_master_runs_agents_stage1_as_parallel_tasks(tmp_path, spark_cluster):
     """Two agents' stage 1 on a standalone master + worker (2 cores) on 127.0.0.1: one Spark
     task per agent, running at the same time, each writing its agent's stage to the store."""
     import time as _time
-
-    from conftest import standalone_spark
 
     store = tmp_path / "store"
     tiny = ["study.agents=2", "dqn.total_steps=3000", "dqn.learning_starts=100",
             "dqn.train_freq=1", "dqn.gradient_steps=1", "dqn.eval_every=3000", "dqn.eval_episodes=1",
             "dqn.final_eval_episodes=2", "dqn.stop_at_eval_return=0"]
-    with standalone_spark(tmp_path / "spark") as (url, _):
-        p = rlpad("fit", "--store", str(store), "--run", "par", "--master", url,
-                  "--executors", "2", "--executor-cores", "1", "--executor-memory", "512m",
-                  *[a for s in tiny for a in ("--set", s)], timeout=600)
+    url = spark_cluster[0]
+    p = rlpad("fit", "--store", str(store), "--run", "par", "--master", url,
+              "--executors", "2", "--executor-cores", "1", "--executor-memory", "512m",
+              *[a for s in tiny for a in ("--set", s)], timeout=600)
     assert "2 agents as parallel Spark tasks on spark://127.0.0.1" in p.stdout + p.stderr
     windows = []
     for seed in (1, 2):

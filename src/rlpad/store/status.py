@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 STATUS = "status.json"
 STATUS_FORMAT = "rlpad-status"
 DEFAULT_HEARTBEAT_S = 10.0
+FAILED_WRITE_S = 5.0  # the most a failed stage waits to record its failure
 _ACTIVE: list["StageStatus"] = []  # this process's running stages, innermost last
 _LOCK = threading.Lock()
 
@@ -89,11 +90,22 @@ class StageStatus:
             if self in _ACTIVE:
                 _ACTIVE.remove(self)
             self.record.update(state=state, error=error, finished_at=_now())
+        if state == "done":
+            self._write()
+            return
+        # A failure's record gets FAILED_WRITE_S: when the store is what failed, its client
+        # would retry for ~35 s (gcsfs) before giving up on a record that cannot land, holding
+        # the exit; a record that does not land reads as stalled once its heartbeat ages.
+        t = threading.Thread(target=self._try_write, name=f"rlpad-status-{self.stage}-failed",
+                             daemon=True)
+        t.start()
+        t.join(timeout=FAILED_WRITE_S)
+
+    def _try_write(self) -> None:
         try:
             self._write()
         except Exception:
-            if state == "done":
-                raise
+            pass
 
 
 def report_progress(label: str, done: int, total: int, unit: str, rate: float, eta_s: float,
