@@ -1,7 +1,8 @@
 """Shared fixtures: one small but real pipeline run per test session.
 
 Stage 1 runs the quick profile as shipped (it stops once 10 greedy episodes reach 500), so
-downstream tests work on a real, competent agent; stages 2-3 use small budgets.
+downstream tests work on a real, competent agent; stages 2-3 use small budgets (QUICK_TRANSFORM,
+QUICK_GAN).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import rlpad  # noqa: F401  before any test module imports TensorFlow: it sets T
 ROOT = Path(__file__).resolve().parents[1]
 RLPAD = [sys.executable, "-m", "rlpad.cli"]
 QUICK_GAN = ["--set", "gan.steps=300", "--set", "gan.checkpoint_every=100"]
+# the agent's play that stage 2 embeds: 5,000 steps (the profile's 20,000 cost ~20 s more)
+QUICK_TRANSFORM = ["--set", "transform.policy_steps=5000"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -122,7 +125,7 @@ def quick_run(tmp_path_factory) -> tuple[str, str]:
     run = "quick"
     common = ["--store", store, "--run", run]
     rlpad("fit", *common)
-    rlpad("transform", *common)
+    rlpad("transform", *common, *QUICK_TRANSFORM)
     rlpad("fit-gan", *common, *QUICK_GAN)
     return store, run
 

@@ -31,7 +31,8 @@ STAGE = "4-eval"
 HERE = Path(__file__).resolve().parent
 EVAL_SETS = ["eval.n_real=[200,0]", "eval.n_fake=[0,500]", "eval.repetitions=1",
              "eval.refit_steps=300", "eval.episodes=2", "eval.n_envs=2",
-             "eval.constrained_gan_steps=30", "eval.quality_reps=0"]
+             "eval.constrained_gan_steps=30", "eval.quality_reps=0",
+             "study.sanity_episodes=6"]  # the default 30 play 500-step episodes three times over
 EVAL = [a for s in EVAL_SETS for a in ("--set", s)]
 N_TRIALS = 6  # 2 n_real x (none@0 + simple@500 + constrained@500)
 N_TASKS = N_TRIALS + 1  # and the agent's reference task
@@ -305,7 +306,7 @@ def test_eval_outputs_and_manifest(eval_local):
     # scored on the same separate episodes (none of which a cell plays)
     from rlpad.study import normalised
     ref = json.loads((out / "study.json").read_text())["references"][0]
-    n_sanity = load_config("quick").study.sanity_episodes
+    n_sanity = load_config("quick", EVAL_SETS).study.sanity_episodes
     assert len(ref["sanity_refit_scores"]) == len(ref["sanity_agent_scores"]) == n_sanity
     want = normalised(*(sum(ref[k]) / n_sanity for k in
                         ("sanity_refit_scores", "sanity_random_scores", "sanity_agent_scores")))

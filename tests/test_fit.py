@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import rlpad
 from rlpad.config import load_config
 from rlpad.replay import ReplayMemory
 from rlpad.store import ChecksumError, Store, sha256_file
@@ -51,10 +52,17 @@ def _sets(overrides: list[str]) -> list[str]:
 
 
 def rlpad_fit(store: Path, run: str, overrides: list[str], *extra: str, profile: str = "quick",
-              timeout: float = 600) -> subprocess.CompletedProcess:
+              fresh: bool = False) -> subprocess.CompletedProcess:
+    """`rlpad fit` in this process (a new interpreter costs a TensorFlow import, ~6 s), or with
+    `fresh` in a new one. Runs compared bit for bit with a killed run need `fresh`: a process
+    whose TensorFlow is already running keeps the thread pools it started with, and other pools
+    sum in another order."""
+    if not fresh:
+        return rlpad("fit", "--store", str(store), "--run", run, "--profile", profile,
+                     *_sets(overrides), *extra, check=False)
     cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, "--profile", profile,
            *_sets(overrides), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
 
 
 def _ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -192,7 +200,7 @@ def _outputs(store: Path, run: str) -> dict:
 @pytest.fixture(scope="module")
 def quick_kill_reference(tmp_path_factory):
     store = tmp_path_factory.mktemp("kill-ref") / "store"
-    _ok(rlpad_fit(store, "ref", QUICK_KILL))
+    _ok(rlpad_fit(store, "ref", QUICK_KILL, fresh=True))
     return _outputs(store, "ref")
 
 
@@ -226,7 +234,7 @@ def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_refer
         if not i:
             shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
 
-    p = _ok(rlpad_fit(store, run, QUICK_KILL))
+    p = _ok(rlpad_fit(store, run, QUICK_KILL, fresh=True))
     n = resumed[-1]
     assert f"resuming from checkpoint at step {n:,}" in p.stdout, p.stdout[-2000:]
     m = _manifest(store, run)
@@ -333,7 +341,7 @@ def test_run_id_with_dotdot_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def breakout_tiny(tmp_path_factory):
     store = tmp_path_factory.mktemp("breakout") / "store"
-    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout", fresh=True))
     return store, p
 
 
@@ -404,7 +412,7 @@ def test_breakout_kill9_mid_episode_resumes_exactly(tmp_path, breakout_tiny):
     _kill_run(store, "b", BREAKOUT_TINY, tmp_path / "first.log", failpoints="1-fit.step=300",
               profile="breakout")
     assert _complete_ckpts(store / "b" / STAGE) == [200]
-    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout"))
+    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout", fresh=True))
     assert "resuming from checkpoint at step 200" in p.stdout
     assert _manifest(store, "b")["run_info"]["resumed_from_step"] == 200
     got, want = _outputs(store, "b"), _outputs(ref_store, "b")

@@ -154,8 +154,7 @@ def test_quick_pipeline_on_gcs(gcs_outage):
 
 def test_missing_bucket_fails_within_seconds(gcs_outage):
     t0 = time.monotonic()
-    p = rlpad("fit", "--store", "gs://no-such-bucket/x", "--run", "r", check=False,
-              env=gcs_outage.emu.env(), timeout=120)
+    p = rlpad("fit", "--store", "gs://no-such-bucket/x", "--run", "r", check=False)
     took = time.monotonic() - t0
     assert p.returncode == 2, p.stdout + p.stderr
     assert "no-such-bucket" in p.stderr and "RLPAD_STORE" in p.stderr, p.stderr

@@ -101,12 +101,12 @@ def test_ppo_stage1_play_and_stages_2_to_4_refuse_it(tmp_path):
 def test_ppo_killed_mid_run_resumes_exactly(tmp_path):
     over = TINY + ["ppo.total_steps=1024"]
     ref = tmp_path / "ref"
-    _ok(rlpad_fit(ref, "r", over))
+    _ok(rlpad_fit(ref, "r", over, fresh=True))
     store = tmp_path / "killed"
     _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=180")
     n = _complete_ckpts(store / "k" / "1-fit")[-1]
     assert 0 < n < 1024
-    p = _ok(rlpad_fit(store, "k", over))
+    p = _ok(rlpad_fit(store, "k", over, fresh=True))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout
     a, b = store / "k" / "1-fit", ref / "r" / "1-fit"
     assert _hash(a / "policy.weights.h5") == _hash(b / "policy.weights.h5")

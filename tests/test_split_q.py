@@ -136,7 +136,7 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     """A preset's draws come from an RNG the checkpoint keeps: resumed == never killed."""
     over = QUICK_KILL + SQ + ["learner.preset=M", "dqn.total_steps=1600"]
     ref = tmp_path / "ref"
-    _ok(rlpad_fit(ref, "r", over))
+    _ok(rlpad_fit(ref, "r", over, fresh=True))
     man = _manifest(ref, "r")
     assert man["metrics"]["learner"] == "split-q"
     assert (ref / "r" / STAGE / "streams.weights.h5").exists()
@@ -145,7 +145,7 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
     n = _complete_ckpts(store / "k" / STAGE)[-1]
     assert 0 < n < 1600
-    p = _ok(rlpad_fit(store, "k", over))
+    p = _ok(rlpad_fit(store, "k", over, fresh=True))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout
     got, want = _outputs(store, "k"), _outputs(ref, "r")
     for key in ("curve", "metrics", "replay", "qnet"):

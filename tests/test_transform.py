@@ -220,21 +220,22 @@ def test_transform_manifest_records_upstream(quick_run):
 def test_dataset_kind_and_window_are_recorded_and_not_silently_reused(quick_run, tmp_path):
     """Stage 2 records what it embedded (the dataset kind and the recency window); a stage 2
     made from another window is refused, not reused, by a rerun with this one."""
-    from conftest import rlpad
+    from conftest import QUICK_TRANSFORM, rlpad
 
     store, run = quick_run
     dst = tmp_path / "store"
     shutil.copytree(Path(store) / run / "1-fit", dst / run / "1-fit")
-    common = ["--store", str(dst), "--run", run]
-    rlpad("transform", *common, "--set", "transform.window=5000")
+    common = ["--store", str(dst), "--run", run, *QUICK_TRANSFORM]
+    rlpad("transform", *common, "--set", "transform.window=2000")
     m = json.loads((dst / run / "2-transform" / "manifest.json").read_text())
-    assert m["metrics"]["dataset_kind"] == "policy" and m["metrics"]["window"] == 5000
-    assert m["metrics"]["n_transitions"] == 5000
+    assert m["metrics"]["dataset_kind"] == "policy" and m["metrics"]["window"] == 2000
+    assert m["metrics"]["n_transitions"] == 2000
     from rlpad.embed import Embedded
     full = Embedded.load(str(Path(store) / run / "2-transform" / "embeddings.h5"))
+    assert len(full.rows) > 2000
     win = Embedded.load(str(dst / run / "2-transform" / "embeddings.h5"))
-    np.testing.assert_array_equal(win.rows, full.rows[-5000:])  # the newest 5,000
-    np.testing.assert_array_equal(win.features, full.features[-5000:])
+    np.testing.assert_array_equal(win.rows, full.rows[-2000:])  # the newest 2,000
+    np.testing.assert_array_equal(win.features, full.features[-2000:])
     p = rlpad("transform", *common, check=False)  # window 0: all of the data
     assert p.returncode == 2 and "another config" in p.stderr
 
