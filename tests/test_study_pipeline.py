@@ -58,6 +58,9 @@ def test_study_outputs_and_agent_level_statistics(study_run):
     st = json.loads((out / "study.json").read_text())
     cells = {(c["subset"], c["mode"], c["n_real"]) for c in st["cells"]}
     assert ("all", "simple", 200) in cells and ("all", "simple", 0) in cells
+    # both agents beat random and enter every cell's statistics (else the lift checks below
+    # would check nothing)
+    assert all(len(c["agent_lifts"]) == 2 for c in st["cells"] if c["subset"] == "all"), st["cells"]
     trials = {}
     for r in _csv(out / "trials.csv"):
         trials.setdefault(int(r["agent"]), []).append(r)
