@@ -17,6 +17,11 @@ from typing import Iterator
 import pytest
 
 import rlpad  # noqa: F401  before any test module imports TensorFlow: it sets TF's CPU kernels
+from rlpad.spark import keep_local_sessions
+
+# The in-process `rlpad eval` calls on local[2] share one SparkSession and its Python workers
+# (each new one imports TensorFlow again); a test needing another master replaces it.
+keep_local_sessions()
 
 ROOT = Path(__file__).resolve().parents[1]
 RLPAD = [sys.executable, "-m", "rlpad.cli"]
@@ -130,7 +135,7 @@ def quick_run(tmp_path_factory) -> tuple[str, str]:
     return store, run
 
 
-STUDY_DQN = ["dqn.total_steps=4000", "dqn.learning_starts=500", "dqn.eval_every=2000",
+STUDY_DQN = ["dqn.total_steps=3000", "dqn.learning_starts=500", "dqn.eval_every=2000",
        "dqn.eval_episodes=2", "dqn.checkpoint_every=1000", "dqn.final_eval_episodes=3",
        "dqn.stop_at_eval_return=0", "transform.policy_steps=3000"]
 STUDY_SETS = STUDY_DQN + ["study.agents=2", "study.sanity_episodes=10", "eval.n_real=[200,0]",
@@ -147,8 +152,8 @@ def study_run(tmp_path_factory):
     dst = tmp_path_factory.mktemp("study") / "store"
     run = "study"
     common = ["--store", str(dst), "--run", run, *STUDY_ARGS]
-    # the failpoint counts the agent steps of this process: agent 1's 4,000, then agent 2's
-    env = {**os.environ, "RLPAD_FAILPOINTS": "1-fit.step=6500", "PYTHONUNBUFFERED": "1"}
+    # the failpoint counts the agent steps of this process: agent 1's 3,000, then agent 2's
+    env = {**os.environ, "RLPAD_FAILPOINTS": "1-fit.step=4800", "PYTHONUNBUFFERED": "1"}
     killed = subprocess.run(RLPAD + ["fit", *common], cwd=ROOT, capture_output=True, text=True,
                             env=env, timeout=600)
     before = (dst / run / "agents" / "1" / "1-fit" / "manifest.json").read_bytes()

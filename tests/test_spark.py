@@ -20,7 +20,8 @@ import pytest
 from conftest import free_port
 from rlpad import toy_trial
 from rlpad.spark import (GridProgress, SparkClusterError, SparkSettings, SparkSettingsError,
-                         TrialError, ctx_key, parse_master, run_grid, session,
+                         TrialError, ctx_key, keep_local_sessions, parse_master, run_grid,
+                         session,
                          spark_submit_command, worker_cache)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -258,6 +259,34 @@ def test_on_result_error_cancels_the_grid(sessions):
         run_grid(SPECS, TOY, CTX, spark=spark, on_result=on_result)
     # The cancelled job leaves the session usable.
     assert _strip(run_grid(SPECS[:2], TOY, CTX, spark=spark)) == _expected(SPECS[:2])
+
+
+def _stopped(spark) -> bool:
+    return spark.sparkContext._jsc is None
+
+
+def test_kept_local_session_is_reused_only_for_the_same_settings(sessions):
+    """conftest keeps local sessions (`keep_local_sessions`): the same settings get the same
+    live session and its workers (the loader does not run again); other settings stop it."""
+    sessions.close()
+    with session(LOCAL2) as a:
+        first = run_grid(SPECS[:2], TOY, CTX, spark=a)
+    with session(LOCAL2) as b:
+        assert b is a and not _stopped(a)
+        again = run_grid(SPECS[:2], TOY, CTX, spark=b)
+    pids = {r["worker"]["pid"] for r in first}
+    assert {r["worker"]["pid"] for r in again} <= pids
+    assert all(r["worker"]["loads"] == 1 for r in again)
+    with session(SparkSettings(master="local[1]")) as c:
+        assert c is not a and _stopped(a)
+    keep_local_sessions(False)  # stops the kept one
+    try:
+        assert _stopped(c)
+        with session(LOCAL2) as d:
+            pass
+        assert _stopped(d)  # not kept: stopped on exit
+    finally:
+        keep_local_sessions(True)
 
 
 # ---- standalone master + worker --------------------------------------------------------------

@@ -20,11 +20,12 @@ from __future__ import annotations
 from .errors import SparkClusterError, TrialError
 from .grid import GridProgress, run_grid
 from .launch import k8s_role_command, spark_home, spark_submit_command
-from .session import probe_master, session
+from .session import keep_local_sessions, probe_master, session
 from .settings import MASTER_SETTING, Master, SparkSettings, SparkSettingsError, parse_master, spark_conf
 from .worker import clear_worker_cache, ctx_key, load_trial_fn, run_one, worker_cache
 
 __all__ = ["GridProgress", "MASTER_SETTING", "Master", "SparkClusterError", "SparkSettings",
            "SparkSettingsError", "TrialError", "clear_worker_cache", "ctx_key", "k8s_role_command",
+           "keep_local_sessions",
            "load_trial_fn", "parse_master", "probe_master", "run_grid", "run_one", "session",
            "spark_conf", "spark_home", "spark_submit_command", "worker_cache"]

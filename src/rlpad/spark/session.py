@@ -1,6 +1,7 @@
 """Starting a SparkSession: probe the master, wait for executors, stop on exit."""
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -62,9 +63,39 @@ def _wait_for_executors(spark: Any, master_url: str, settings: SparkSettings) ->
     return n
 
 
+# A local session kept between `session()` calls (see `keep_local_sessions`): its key and itself.
+_kept: dict[str, Any] = {"on": False, "key": None, "spark": None}
+
+
+def keep_local_sessions(on: bool = True) -> None:
+    """Keep a local SparkSession alive after `session()` exits, for the next call with the same
+    master and conf in this process (a notebook or a test run calling many grids): its Python
+    workers, with the artifacts and traced functions they loaded, are reused instead of
+    importing TensorFlow again. Off (the default), every `session()` stops its own. Turning it
+    off stops a kept session."""
+    _kept["on"] = bool(on)
+    if not on:
+        _stop_kept()
+
+
+def _stop_kept() -> None:
+    spark, _kept["spark"], _kept["key"] = _kept["spark"], None, None
+    if spark is not None:
+        spark.stop()
+
+
+atexit.register(_stop_kept)
+
+
+def _is_stopped(spark: Any) -> bool:
+    jsc = spark.sparkContext._jsc  # None once stopped from Python
+    return jsc is None or jsc.sc().isStopped()
+
+
 @contextmanager
 def session(settings: SparkSettings | None = None) -> Iterator[Any]:
-    """A SparkSession for `settings`, stopped on exit.
+    """A SparkSession for `settings`, stopped on exit (a local one may be kept instead: see
+    `keep_local_sessions`).
 
     Under spark-submit (see `spark_submit_command`) the submitted conf is used as it is and
     `settings.master` is ignored. Only one SparkSession may be active per process.
@@ -76,6 +107,18 @@ def session(settings: SparkSettings | None = None) -> Iterator[Any]:
     submitted = _SUBMITTED_ENV in os.environ
     # Under spark-submit the master and its settings came with the submission.
     master = parse_master("local") if submitted else settings.validate()
+    keep = _kept["on"] and not submitted and master.kind == "local"
+    key = (master.url, tuple(sorted(spark_conf(settings, master).items())),
+           settings.python_exec(master)) if keep else None
+    if _kept["spark"] is not None:
+        if key is not None and key == _kept["key"] and not _is_stopped(_kept["spark"]):
+            try:
+                yield _kept["spark"]
+            except BaseException:
+                _stop_kept()  # as a fresh session would be stopped on an error
+                raise
+            return
+        _stop_kept()
     if SparkContext._active_spark_context is not None:
         raise SparkClusterError("a SparkSession is already active in this process; stop it "
                                 "first (Spark allows one per process)")
@@ -113,7 +156,12 @@ def session(settings: SparkSettings | None = None) -> Iterator[Any]:
         else:
             log.info("Spark %s up in %.1f s", sc.master, time.monotonic() - t0)
         yield spark
-    finally:
+    except BaseException:
+        spark.stop()
+        raise
+    if keep:
+        _kept["spark"], _kept["key"] = spark, key
+    else:
         spark.stop()
 
 
