@@ -62,14 +62,13 @@ def shots_dir(tmp_path: Path) -> Path:
 
 
 def screenshot(driver, path: Path) -> None:
-    """Only with RLPAD_SCREENSHOTS=DIR (for a person to look at; nothing asserts on them)."""
-    if not os.environ.get("RLPAD_SCREENSHOTS"):
-        return
-    time.sleep(0.5)  # let the plots finish drawing
+    """The whole page as a PNG, for a person to look at (called once the test's own checks
+    saw the page's content drawn)."""
     h = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, min(max(h, 700) + 40, 5000))
     driver.save_screenshot(str(path))
     driver.set_window_size(1400, 1000)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, path
 
 
 def tree_digest(root: Path) -> str:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +64,29 @@ def rlpad_fit(store: Path, run: str, overrides: list[str], *extra: str, profile:
     cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, "--profile", profile,
            *_sets(overrides), *extra]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+
+
+def start_fit(store: Path, run: str, overrides: list[str], *extra: str,
+              profile: str = "quick") -> subprocess.Popen:
+    """`rlpad_fit(..., fresh=True)` started in the background; `finish` awaits it. The
+    uninterrupted reference of a kill test runs beside the killed run it is compared with: each
+    is mostly one Python thread, and the machine has two cores."""
+    cmd = [*RLPAD, "fit", "--store", str(store), "--run", run, "--profile", profile,
+           *_sets(overrides), *extra]
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # a pipe could fill
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=ENV)
+    proc.logs = (out, err)  # type: ignore[attr-defined]
+    return proc
+
+
+def finish(proc: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
+    rc = proc.wait(timeout)
+    texts = []
+    for f in proc.logs:  # type: ignore[attr-defined]
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    return subprocess.CompletedProcess(proc.args, rc, *texts)
 
 
 def _ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -197,13 +221,6 @@ def _outputs(store: Path, run: str) -> dict:
             "replay": arrays, "curve": curve, "metrics": _manifest(store, run)["metrics"]}
 
 
-@pytest.fixture(scope="module")
-def quick_kill_reference(tmp_path_factory):
-    store = tmp_path_factory.mktemp("kill-ref") / "store"
-    _ok(rlpad_fit(store, "ref", QUICK_KILL, fresh=True))
-    return _outputs(store, "ref")
-
-
 # Kill points in turn on one run (each process counts its own hits): each rerun resumes from the
 # newest complete checkpoint and is killed again further on, the last one finishes. Points:
 # mid-episode after the first checkpoint (step 450), inside the rerun's 3rd evaluation (1,000),
@@ -212,9 +229,10 @@ def quick_kill_reference(tmp_path_factory):
 KILL_POINTS = ["1-fit.step=450", "1-fit.eval=3", "checkpoint.write=2", "1-fit.step=1111"]
 
 
-def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_reference):
+def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path):
     """Killed anywhere (again and again), each rerun resumes from its newest complete checkpoint
     and the last ends bit-identical to the run never killed."""
+    reference = start_fit(tmp_path / "ref", "ref", QUICK_KILL)
     store, run = tmp_path / "store", "killed"
     stage_dir = store / run / STAGE
     resumed: list[int] = []
@@ -252,7 +270,8 @@ def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path, quick_kill_refer
                                       err_msg=name)
     assert not (stage_dir / "_ckpt").exists()
     # and everything equals the uninterrupted run's
-    got, want = _outputs(store, run), quick_kill_reference
+    _ok(finish(reference))
+    got, want = _outputs(store, run), _outputs(tmp_path / "ref", "ref")
     assert [int(r["step"]) for r in got["curve"]] == list(range(250, 3001, 250))
     for key in ("curve", "metrics", "replay", "replay_file", "qnet"):
         assert got[key] == want[key], key

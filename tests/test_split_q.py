@@ -9,7 +9,8 @@ from rlpad.config import ConfigError, load_config
 from rlpad.config.sections import SPLIT_Q_PRESETS
 from rlpad.learners.split_q_rule import PRESETS
 
-from test_fit import QUICK_KILL, STAGE, _complete_ckpts, _kill_run, _manifest, _ok, _outputs, rlpad_fit
+from test_fit import (QUICK_KILL, STAGE, _complete_ckpts, _kill_run, _manifest, _ok, _outputs,
+                      finish, rlpad_fit, start_fit)
 
 SQ = ["learner.kind=split-q"]
 
@@ -136,13 +137,13 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     """A preset's draws come from an RNG the checkpoint keeps: resumed == never killed."""
     over = QUICK_KILL + SQ + ["learner.preset=M", "dqn.total_steps=1600"]
     ref = tmp_path / "ref"
-    _ok(rlpad_fit(ref, "r", over, fresh=True))
+    reference = start_fit(ref, "r", over)
+    store = tmp_path / "killed"
+    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
+    _ok(finish(reference))
     man = _manifest(ref, "r")
     assert man["metrics"]["learner"] == "split-q"
     assert (ref / "r" / STAGE / "streams.weights.h5").exists()
-
-    store = tmp_path / "killed"
-    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
     n = _complete_ckpts(store / "k" / STAGE)[-1]
     assert 0 < n < 1600
     p = _ok(rlpad_fit(store, "k", over, fresh=True))
