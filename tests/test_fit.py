@@ -80,13 +80,23 @@ def start_fit(store: Path, run: str, overrides: list[str], *extra: str,
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> subprocess.CompletedProcess:
-    rc = proc.wait(timeout)
+    try:
+        rc = proc.wait(timeout)
+    finally:
+        stop(proc)
     texts = []
     for f in proc.logs:  # type: ignore[attr-defined]
         f.seek(0)
         texts.append(f.read())
         f.close()
     return subprocess.CompletedProcess(proc.args, rc, *texts)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill a background fit that is still running (a test failed before `finish`)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
 
 
 def _ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -233,24 +243,29 @@ def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path):
     """Killed anywhere (again and again), each rerun resumes from its newest complete checkpoint
     and the last ends bit-identical to the run never killed."""
     reference = start_fit(tmp_path / "ref", "ref", QUICK_KILL)
-    store, run = tmp_path / "store", "killed"
-    stage_dir = store / run / STAGE
-    resumed: list[int] = []
-    pre_kill = tmp_path / "pre-kill-replay.h5"
-    for i, failpoints in enumerate(KILL_POINTS):
-        log = tmp_path / f"kill{i}.log"
-        _kill_run(store, run, QUICK_KILL, log, failpoints=failpoints)
-        if i:  # the killed rerun resumed where the kill before it left off
-            assert f"resuming from checkpoint at step {resumed[-1]:,}" in log.read_text(), failpoints
-        n = _complete_ckpts(stage_dir)[-1]
-        assert (resumed[-1] if resumed else 0) < n < 3000, (failpoints, resumed, n)
-        if failpoints.startswith("checkpoint.write"):  # the half-written one is there, passed over
-            assert [p for p in (stage_dir / "_ckpt").iterdir() if p.name.isdigit() and int(p.name) > n]
-        marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
-        assert marker["step"] == n
-        resumed.append(n)
-        if not i:
-            shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
+    try:
+        store, run = tmp_path / "store", "killed"
+        stage_dir = store / run / STAGE
+        resumed: list[int] = []
+        pre_kill = tmp_path / "pre-kill-replay.h5"
+        for i, failpoints in enumerate(KILL_POINTS):
+            log = tmp_path / f"kill{i}.log"
+            _kill_run(store, run, QUICK_KILL, log, failpoints=failpoints)
+            if i:  # the killed rerun resumed where the kill before it left off
+                assert f"resuming from checkpoint at step {resumed[-1]:,}" in log.read_text(), failpoints
+            n = _complete_ckpts(stage_dir)[-1]
+            assert (resumed[-1] if resumed else 0) < n < 3000, (failpoints, resumed, n)
+            if failpoints.startswith("checkpoint.write"):  # the half-written one is there, passed over
+                assert [p for p in (stage_dir / "_ckpt").iterdir() if p.name.isdigit() and int(p.name) > n]
+            marker = json.loads((stage_dir / "_ckpt" / f"{n:012d}" / "COMPLETE.json").read_text())
+            assert marker["step"] == n
+            resumed.append(n)
+            if not i:
+                shutil.copyfile(stage_dir / "_ckpt" / f"{n:012d}" / "replay.h5", pre_kill)
+    except BaseException:
+        stop(reference)
+        raise
+    _ok(finish(reference))  # long done: it ran beside the first kills
 
     p = _ok(rlpad_fit(store, run, QUICK_KILL, fresh=True))
     n = resumed[-1]
@@ -270,7 +285,6 @@ def test_killed_at_each_point_in_turn_resumes_exactly(tmp_path):
                                       err_msg=name)
     assert not (stage_dir / "_ckpt").exists()
     # and everything equals the uninterrupted run's
-    _ok(finish(reference))
     got, want = _outputs(store, run), _outputs(tmp_path / "ref", "ref")
     assert [int(r["step"]) for r in got["curve"]] == list(range(250, 3001, 250))
     for key in ("curve", "metrics", "replay", "replay_file", "qnet"):

@@ -255,7 +255,6 @@ def test_c2st_same_and_different():
     assert c2st(a[:500], b[:500] + 3.0, seed=0)["accuracy"] > 0.97
     # the judge's traced loop is reused and re-initialised: a seed gives the same verdict again
     assert c2st(a, np.sign(b) * np.abs(b) ** 3 / 3, seed=0) == far
-    assert c2st(a, b, seed=1) != same
 
 
 def test_quality_report_and_plots(data, tmp_path):

@@ -14,7 +14,7 @@ from rlpad.config import ConfigError, load_config
 from rlpad.learners.joystick import DIRECTIONS, joystick_table, to_direction
 
 from conftest import rlpad
-from test_fit import _complete_ckpts, _kill_run, _ok, finish, rlpad_fit, start_fit
+from test_fit import _complete_ckpts, _kill_run, _ok, finish, rlpad_fit, start_fit, stop
 
 TINY = ["learner.kind=ppo", "ppo.total_steps=1024", "ppo.n_envs=4", "ppo.n_steps=32",
         "ppo.epochs=2", "ppo.minibatches=2", "dqn.eval_every=256", "dqn.eval_episodes=2",
@@ -103,7 +103,11 @@ def test_ppo_killed_mid_run_resumes_exactly(tmp_path):
     ref = tmp_path / "ref"
     reference = start_fit(ref, "r", over)
     store = tmp_path / "killed"
-    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=180")
+    try:
+        _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=180")
+    except BaseException:
+        stop(reference)
+        raise
     _ok(finish(reference))
     n = _complete_ckpts(store / "k" / "1-fit")[-1]
     assert 0 < n < 1024

@@ -188,6 +188,33 @@ def test_cluster_script_needs_java(tmp_path):
     assert "apt-get install -y openjdk-17-jre-headless" in r.stderr
 
 
+def test_worker_cache_keeps_the_last_runs_only():
+    from rlpad.spark import worker as w
+
+    saved = dict(w._WORKER_CACHE)
+    w._WORKER_CACHE.clear()
+    try:
+        calls = []
+
+        def load(run, name):
+            calls.append((run, name))
+            return f"{run}/{name}"
+
+        for run in ("r0", "r1", "r2", "r3"):
+            for name in ("a", "b"):
+                assert worker_cache((run, name), lambda: load(run, name)) == f"{run}/{name}"
+        assert worker_cache(("r0", "a"), lambda: load("r0", "a")) == "r0/a"  # cached, now newest
+        assert len(calls) == 8
+        worker_cache(("r4", "a"), lambda: load("r4", "a"))  # a fifth run: r1 (oldest used) goes
+        assert {k[0] for k in w._WORKER_CACHE} == {"r0", "r2", "r3", "r4"}
+        assert ("r0", "b") in w._WORKER_CACHE  # a run's entries stay or go together
+        worker_cache(("r1", "a"), lambda: load("r1", "a"))
+        assert calls[-1] == ("r1", "a") and len(calls) == 10
+    finally:
+        w._WORKER_CACHE.clear()
+        w._WORKER_CACHE.update(saved)
+
+
 # ---- local[2] ------------------------------------------------------------------------------
 def test_local_grid(sessions):
     spark = sessions.get(LOCAL2)
@@ -273,6 +300,10 @@ def test_kept_local_session_is_reused_only_for_the_same_settings(sessions):
         first = run_grid(SPECS[:2], TOY, CTX, spark=a)
     with session(LOCAL2) as b:
         assert b is a and not _stopped(a)
+        with pytest.raises(SparkClusterError, match="already active"):
+            with session(SparkSettings(master="local[1]")):
+                pass  # a second session inside the block is refused; the kept one lives on
+        assert not _stopped(a)
         again = run_grid(SPECS[:2], TOY, CTX, spark=b)
     pids = {r["worker"]["pid"] for r in first}
     assert {r["worker"]["pid"] for r in again} <= pids

@@ -10,7 +10,7 @@ from rlpad.config.sections import SPLIT_Q_PRESETS
 from rlpad.learners.split_q_rule import PRESETS
 
 from test_fit import (QUICK_KILL, STAGE, _complete_ckpts, _kill_run, _manifest, _ok, _outputs,
-                      finish, rlpad_fit, start_fit)
+                      finish, rlpad_fit, start_fit, stop)
 
 SQ = ["learner.kind=split-q"]
 
@@ -139,7 +139,11 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     ref = tmp_path / "ref"
     reference = start_fit(ref, "r", over)
     store = tmp_path / "killed"
-    _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
+    try:
+        _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
+    except BaseException:
+        stop(reference)
+        raise
     _ok(finish(reference))
     man = _manifest(ref, "r")
     assert man["metrics"]["learner"] == "split-q"

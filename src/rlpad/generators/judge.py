@@ -11,6 +11,7 @@ a call costs tens of milliseconds after the first.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +111,10 @@ def fit_and_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
         _JUDGES[key] = _Judge(*key)
     judge = _JUDGES[key]
     judge.reset(seeds, s.lr)
-    n_val = int(len(z_train) * s.validation_fraction)  # fit's validation_split: the last rows
-    n_fit = len(z_train) - n_val
+    n_fit = int(math.floor(len(z_train) * (1.0 - s.validation_fraction)))  # as fit's split
+    if n_fit in (0, len(z_train)):
+        raise ValueError(f"the judge needs rows to fit and to validate on: {len(z_train)} rows "
+                         f"with validation_fraction {s.validation_fraction}")
     x = tf.constant(z_train[:n_fit], tf.float32)
     y = tf.constant(y_train[:n_fit], tf.float32)
     xv = tf.constant(z_train[n_fit:], tf.float32)
@@ -119,7 +122,7 @@ def fit_and_predict(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
     best, best_w, wait = np.inf, None, 0
     for ep in range(s.epochs):
         judge.epoch(x, y)
-        current = float(judge.loss(xv, yv)) if n_val else 0.0
+        current = float(judge.loss(xv, yv))
         if best_w is None:
             best_w = judge.weights()
         wait += 1

@@ -64,7 +64,7 @@ def _wait_for_executors(spark: Any, master_url: str, settings: SparkSettings) ->
 
 
 # A local session kept between `session()` calls (see `keep_local_sessions`): its key and itself.
-_kept: dict[str, Any] = {"on": False, "key": None, "spark": None}
+_kept: dict[str, Any] = {"on": False, "key": None, "spark": None, "in_use": False}
 
 
 def keep_local_sessions(on: bool = True) -> None:
@@ -81,7 +81,10 @@ def keep_local_sessions(on: bool = True) -> None:
 def _stop_kept() -> None:
     spark, _kept["spark"], _kept["key"] = _kept["spark"], None, None
     if spark is not None:
-        spark.stop()
+        try:
+            spark.stop()
+        except Exception:  # noqa: BLE001 - a JVM that died: nothing left to stop
+            log.warning("the kept SparkSession did not stop cleanly", exc_info=True)
 
 
 atexit.register(_stop_kept)
@@ -89,7 +92,10 @@ atexit.register(_stop_kept)
 
 def _is_stopped(spark: Any) -> bool:
     jsc = spark.sparkContext._jsc  # None once stopped from Python
-    return jsc is None or jsc.sc().isStopped()
+    try:
+        return jsc is None or jsc.sc().isStopped()
+    except Exception:  # noqa: BLE001 - the JVM is gone
+        return True
 
 
 @contextmanager
@@ -110,13 +116,18 @@ def session(settings: SparkSettings | None = None) -> Iterator[Any]:
     keep = _kept["on"] and not submitted and master.kind == "local"
     key = (master.url, tuple(sorted(spark_conf(settings, master).items())),
            settings.python_exec(master)) if keep else None
-    if _kept["spark"] is not None:
+    # A kept session in use by an enclosing `session()` block is left alone: the check below
+    # then refuses a second one, as without keeping.
+    if _kept["spark"] is not None and not _kept["in_use"]:
         if key is not None and key == _kept["key"] and not _is_stopped(_kept["spark"]):
+            _kept["in_use"] = True
             try:
                 yield _kept["spark"]
             except BaseException:
                 _stop_kept()  # as a fresh session would be stopped on an error
                 raise
+            finally:
+                _kept["in_use"] = False
             return
         _stop_kept()
     if SparkContext._active_spark_context is not None:
@@ -145,6 +156,7 @@ def session(settings: SparkSettings | None = None) -> Iterator[Any]:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     t0 = time.monotonic()
     spark = builder.getOrCreate()
+    _kept["in_use"] = keep
     try:
         sc = spark.sparkContext
         sc.setLogLevel("WARN")
@@ -159,6 +171,8 @@ def session(settings: SparkSettings | None = None) -> Iterator[Any]:
     except BaseException:
         spark.stop()
         raise
+    finally:
+        _kept["in_use"] = False
     if keep:
         _kept["spark"], _kept["key"] = spark, key
     else:

@@ -23,12 +23,31 @@ def ctx_key(ctx: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# A long-lived worker (a kept local session: many runs in one process) holds the artifacts of
+# this many runs at most; the least recently used run's entries go first.
+MAX_CACHED_RUNS = 4
+
+
+def _run_of(key: Hashable) -> Hashable:
+    return key[0] if isinstance(key, tuple) and key else key
+
+
 def worker_cache(key: Hashable, loader: Callable[[], T]) -> T:
     """Return the value cached under `key` in this Python process, calling `loader()` the
     first time. Reused Spark workers keep it between trials (a worker runs one task at a
-    time, so no lock is needed). Key it by `ctx_key(ctx)` plus an artifact name."""
+    time, so no lock is needed). Key it by `ctx_key(ctx)` plus an artifact name: entries are
+    dropped per run (their first key element), keeping the `MAX_CACHED_RUNS` last used."""
+    run = _run_of(key)
     if key not in _WORKER_CACHE:  # not in an `except KeyError`: a loader's own error stays unchained
+        runs = list(dict.fromkeys(_run_of(k) for k in _WORKER_CACHE))  # oldest first
+        if run not in runs and len(runs) >= MAX_CACHED_RUNS:
+            old = runs[0]
+            for k in [k for k in _WORKER_CACHE if _run_of(k) == old]:
+                del _WORKER_CACHE[k]
         _WORKER_CACHE[key] = loader()
+    # most recently used last: re-insert this run's entries at the end
+    for k in [k for k in _WORKER_CACHE if _run_of(k) == run]:
+        _WORKER_CACHE[k] = _WORKER_CACHE.pop(k)
     return _WORKER_CACHE[key]
 
 
