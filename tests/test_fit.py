@@ -373,9 +373,19 @@ def test_run_id_with_dotdot_is_refused(tmp_path):
 # ---- (f) Breakout: real ROM, real CNN, replay through HDF5 ---------------------------------------
 @pytest.fixture(scope="module")
 def breakout_tiny(tmp_path_factory):
-    store = tmp_path_factory.mktemp("breakout") / "store"
-    p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout", fresh=True))
-    return store, p
+    """(store, its run's output, a store whose run was killed mid-episode at step 300): the
+    uninterrupted run and the killed one side by side."""
+    base = tmp_path_factory.mktemp("breakout")
+    store, killed = base / "store", base / "killed"
+    reference = start_fit(store, "b", BREAKOUT_TINY, profile="breakout")
+    try:
+        _kill_run(killed, "b", BREAKOUT_TINY, base / "first.log", failpoints="1-fit.step=300",
+                  profile="breakout")
+    except BaseException:
+        stop(reference)
+        raise
+    p = _ok(finish(reference))
+    return store, p, killed
 
 
 def test_breakout_tiny_end_to_end(breakout_tiny):
@@ -383,7 +393,7 @@ def test_breakout_tiny_end_to_end(breakout_tiny):
     from rlpad.envs import FrameStack, env_spec, make_env
     from rlpad.qnet import build_qnet
 
-    store, p = breakout_tiny
+    store, p, _ = breakout_tiny
     assert "eval return" in p.stdout
     d = store / "b" / STAGE
     m = _manifest(store, "b")
@@ -437,13 +447,10 @@ def test_breakout_tiny_end_to_end(breakout_tiny):
     assert checked == 400 and n_episodes >= 2  # max_episode_steps=150 agent steps: several episodes
 
 
-def test_breakout_kill9_mid_episode_resumes_exactly(tmp_path, breakout_tiny):
+def test_breakout_kill9_mid_episode_resumes_exactly(breakout_tiny):
     """The Atari profile: killed mid-episode (step 300; checkpoint at 200), the rerun
     replays the episode under way on the real ROM and ends bit-identical."""
-    ref_store, _ = breakout_tiny
-    store = tmp_path / "store"
-    _kill_run(store, "b", BREAKOUT_TINY, tmp_path / "first.log", failpoints="1-fit.step=300",
-              profile="breakout")
+    ref_store, _, store = breakout_tiny  # killed by the fixture, beside the reference run
     assert _complete_ckpts(store / "b" / STAGE) == [200]
     p = _ok(rlpad_fit(store, "b", BREAKOUT_TINY, profile="breakout", fresh=True))
     assert "resuming from checkpoint at step 200" in p.stdout
