@@ -99,6 +99,19 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(30)
 
 
+def kill_beside_reference(ref: Path, killed: Path, run: str, overrides: list[str], log_path: Path,
+                          *, failpoints: str, profile: str = "quick") -> subprocess.CompletedProcess:
+    """The uninterrupted run into `ref` and the run killed at `failpoints` into `killed`, side
+    by side; returns the uninterrupted run's output once both ended."""
+    reference = start_fit(ref, run, overrides, profile=profile)
+    try:
+        _kill_run(killed, run, overrides, log_path, failpoints=failpoints, profile=profile)
+    except BaseException:
+        stop(reference)
+        raise
+    return _ok(finish(reference))
+
+
 def _ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert p.returncode == 0, f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}"
     return p
@@ -377,14 +390,8 @@ def breakout_tiny(tmp_path_factory):
     uninterrupted run and the killed one side by side."""
     base = tmp_path_factory.mktemp("breakout")
     store, killed = base / "store", base / "killed"
-    reference = start_fit(store, "b", BREAKOUT_TINY, profile="breakout")
-    try:
-        _kill_run(killed, "b", BREAKOUT_TINY, base / "first.log", failpoints="1-fit.step=300",
-                  profile="breakout")
-    except BaseException:
-        stop(reference)
-        raise
-    p = _ok(finish(reference))
+    p = kill_beside_reference(store, killed, "b", BREAKOUT_TINY, base / "first.log",
+                              failpoints="1-fit.step=300", profile="breakout")
     return store, p, killed
 
 

@@ -14,7 +14,7 @@ from rlpad.config import ConfigError, load_config
 from rlpad.learners.joystick import DIRECTIONS, joystick_table, to_direction
 
 from conftest import rlpad
-from test_fit import _complete_ckpts, _kill_run, _ok, finish, rlpad_fit, start_fit, stop
+from test_fit import _complete_ckpts, _ok, kill_beside_reference, rlpad_fit
 
 TINY = ["learner.kind=ppo", "ppo.total_steps=1024", "ppo.n_envs=4", "ppo.n_steps=32",
         "ppo.epochs=2", "ppo.minibatches=2", "dqn.eval_every=256", "dqn.eval_episodes=2",
@@ -101,19 +101,13 @@ def test_ppo_stage1_play_and_stages_2_to_4_refuse_it(tmp_path):
 def test_ppo_killed_mid_run_resumes_exactly(tmp_path):
     over = TINY + ["ppo.total_steps=1024"]
     ref = tmp_path / "ref"
-    reference = start_fit(ref, "r", over)
     store = tmp_path / "killed"
-    try:
-        _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=180")
-    except BaseException:
-        stop(reference)
-        raise
-    _ok(finish(reference))
-    n = _complete_ckpts(store / "k" / "1-fit")[-1]
+    kill_beside_reference(ref, store, "r", over, tmp_path / "first.log", failpoints="1-fit.step=180")
+    n = _complete_ckpts(store / "r" / "1-fit")[-1]
     assert 0 < n < 1024
-    p = _ok(rlpad_fit(store, "k", over, fresh=True))
+    p = _ok(rlpad_fit(store, "r", over, fresh=True))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout
-    a, b = store / "k" / "1-fit", ref / "r" / "1-fit"
+    a, b = store / "r" / "1-fit", ref / "r" / "1-fit"
     assert _hash(a / "policy.weights.h5") == _hash(b / "policy.weights.h5")
     assert _hash(a / "rollout.h5") == _hash(b / "rollout.h5")
     assert _curve(a) == _curve(b)

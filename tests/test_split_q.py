@@ -9,8 +9,8 @@ from rlpad.config import ConfigError, load_config
 from rlpad.config.sections import SPLIT_Q_PRESETS
 from rlpad.learners.split_q_rule import PRESETS
 
-from test_fit import (QUICK_KILL, STAGE, _complete_ckpts, _kill_run, _manifest, _ok, _outputs,
-                      finish, rlpad_fit, start_fit, stop)
+from test_fit import (QUICK_KILL, STAGE, _complete_ckpts, _manifest, _ok, _outputs,
+                      kill_beside_reference, rlpad_fit)
 
 SQ = ["learner.kind=split-q"]
 
@@ -137,22 +137,16 @@ def test_split_q_stage1_killed_mid_run_resumes_exactly(tmp_path):
     """A preset's draws come from an RNG the checkpoint keeps: resumed == never killed."""
     over = QUICK_KILL + SQ + ["learner.preset=M", "dqn.total_steps=1600"]
     ref = tmp_path / "ref"
-    reference = start_fit(ref, "r", over)
     store = tmp_path / "killed"
-    try:
-        _kill_run(store, "k", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
-    except BaseException:
-        stop(reference)
-        raise
-    _ok(finish(reference))
+    kill_beside_reference(ref, store, "r", over, tmp_path / "first.log", failpoints="1-fit.step=1111")
     man = _manifest(ref, "r")
     assert man["metrics"]["learner"] == "split-q"
     assert (ref / "r" / STAGE / "streams.weights.h5").exists()
-    n = _complete_ckpts(store / "k" / STAGE)[-1]
+    n = _complete_ckpts(store / "r" / STAGE)[-1]
     assert 0 < n < 1600
-    p = _ok(rlpad_fit(store, "k", over, fresh=True))
+    p = _ok(rlpad_fit(store, "r", over, fresh=True))
     assert f"resuming from checkpoint at step {n:,}" in p.stdout
-    got, want = _outputs(store, "k"), _outputs(ref, "r")
+    got, want = _outputs(store, "r"), _outputs(ref, "r")
     for key in ("curve", "metrics", "replay", "qnet"):
         assert got[key] == want[key], key
 
