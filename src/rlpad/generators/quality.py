@@ -70,8 +70,9 @@ def c2st(real: np.ndarray, fake: np.ndarray, seed: int = 0, *,
     so the label itself carries no signal and the test judges x given the class).
 
     The judge is a small MLP (2 x 128 ReLU, Adam, early stopping on a validation split; its
-    loop is `judge.py`) on features standardised with the real training rows' statistics. Logistic regression would be
-    too weak a judge: a linear boundary only sees mean shifts, and a generator that gets every
+    loop is `judge.py`) on features standardised with the real training rows' statistics.
+    Logistic regression would be too weak a judge: a linear boundary only sees mean shifts, and
+    a generator that gets every
     mean right but every variance, skew or dependency wrong would pass it (N(0, I) against its
     own cube / 3, 10 dims, 3000 rows each: a linear judge ~0.5, this MLP ~0.87, Bayes 0.98).
     An MLP of this size sees those, yet fits in well under a second on a few thousand rows.
